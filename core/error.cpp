@@ -1,0 +1,28 @@
+#include "core/error.h"
+
+namespace kiln {
+
+Error::Error(const std::string& what, std::string hint)
+    : std::runtime_error(what), hint_(std::move(hint)) {}
+
+std::string Error::full_message() const {
+  std::string m = what();
+  if (!hint_.empty()) m += "\n---> HINT: " + hint_;
+  return m;
+}
+
+void fail(const std::string& context, const std::string& expected, const std::string& found,
+          const std::string& hint) {
+  throw Error(context + ": expected " + expected + ", found " + found, hint);
+}
+
+void assert_fail(const char* expr, const char* file, int line, const std::string& msg) {
+  // An invariant is broken: this is a kiln bug, not a user error. Throwing (rather than abort)
+  // lets a server report it and keep its other requests alive; tests see it as a failure.
+  std::string m = std::string("kiln internal error: ") + file + ":" + std::to_string(line) +
+                  ": assertion `" + expr + "` failed";
+  if (!msg.empty()) m += ": " + msg;
+  throw std::logic_error(m);
+}
+
+}  // namespace kiln
