@@ -1,0 +1,23 @@
+// Run-time instruction-set dispatch for kiln's own kernels, and the thread count.
+// One binary runs everywhere: kernels are compiled per ISA (scalar, AVX2+FMA, AVX-512) in
+// separate files and chosen here. KILN_ISA=scalar|avx2|avx512 or force_isa() caps the choice.
+// oneDNN's own ISA is capped separately by ONEDNN_MAX_CPU_ISA; force_isa() also calls
+// dnnl::set_max_cpu_isa when it is called before the first oneDNN primitive is created.
+#pragma once
+
+#include <string>
+
+namespace kiln {
+
+enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
+
+Isa detected_isa();                 // what the CPU supports
+Isa active_isa();                   // min(detected, forced); the KILN_ISA env var forces too
+void force_isa(Isa isa);            // the --isa option of kiln commands calls this
+Isa parse_isa(const std::string& name);  // "scalar"|"avx2"|"avx512"; throws kiln::Error otherwise
+const char* isa_name(Isa isa);
+
+void set_num_threads(int n);        // OpenMP threads for kiln and oneDNN (0 = all cores)
+int num_threads();
+
+}  // namespace kiln

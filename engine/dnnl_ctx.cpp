@@ -1,0 +1,96 @@
+// oneDNN engine/stream, reorder cache and engine counters (see engine/dnnl_ctx.h).
+#include "engine/dnnl_ctx.h"
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace kiln {
+
+namespace {
+
+struct Stats {
+  std::atomic<int64_t> reorders{0}, created{0}, refs{0};
+  std::mutex mu;
+  std::vector<std::string> impls;
+};
+Stats& stats() {
+  static Stats* s = new Stats;
+  return *s;
+}
+
+}  // namespace
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine eng(dnnl::engine::kind::cpu, 0);
+  return eng;
+}
+
+dnnl::stream& cpu_stream() {
+  thread_local dnnl::stream s(cpu_engine());
+  return s;
+}
+
+void note_primitive(const char* op, const dnnl::primitive_desc_base& pd) {
+  Stats& s = stats();
+  std::string impl = pd.impl_info_str();
+  s.created++;
+  if (impl.rfind("ref", 0) == 0) s.refs++;
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.impls.push_back(std::string(op) + ": " + impl);
+}
+
+void count_reorder() { stats().reorders++; }
+
+void run_reorder(const dnnl::memory& src, const dnnl::memory& dst) {
+  static std::mutex mu;
+  static std::map<std::string, dnnl::reorder>* cache = new std::map<std::string, dnnl::reorder>;
+  CacheKey key;
+  key.add(src.get_desc()).add(dst.get_desc());
+  dnnl::reorder prim;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache->find(key.bytes);
+    if (it == cache->end()) {
+      dnnl::reorder::primitive_desc pd(src, dst);
+      note_primitive("reorder", pd);
+      it = cache->emplace(key.bytes, dnnl::reorder(pd)).first;
+    }
+    prim = it->second;
+  }
+  prim.execute(cpu_stream(), const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
+  cpu_stream().wait();
+}
+
+CacheKey& CacheKey::add(int64_t v) {
+  bytes.append(reinterpret_cast<const char*>(&v), sizeof v);
+  return *this;
+}
+
+CacheKey& CacheKey::add(const dnnl::memory::desc& md) {
+  bytes.append(reinterpret_cast<const char*>(&md.data), sizeof md.data);
+  return *this;
+}
+
+EngineStats engine_stats() {
+  Stats& s = stats();
+  return {s.reorders.load(), s.created.load(), s.refs.load()};
+}
+
+void reset_engine_stats() {
+  Stats& s = stats();
+  s.reorders = 0;
+  s.created = 0;
+  s.refs = 0;  // impl names are kept: primitives are cached and never noted twice
+}
+
+std::vector<std::string> primitive_impl_names() {
+  Stats& s = stats();
+  std::lock_guard<std::mutex> lock(s.mu);
+  return s.impls;
+}
+
+}  // namespace kiln
