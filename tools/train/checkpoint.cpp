@@ -1,0 +1,159 @@
+// Training checkpoints (see checkpoint.h).
+#include "tools/train/checkpoint.h"
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <vector>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+
+namespace kiln::cli {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr const char* kModelPrefix = "model.";
+constexpr const char* kOptimizerPrefix = "optimizer.";
+constexpr const char* kSettingPrefix = "setting.";
+
+std::string hex_double(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%a", v);
+  return buf;
+}
+
+double parse_hex_double(const std::string& s, const std::string& what) {
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0') fail(what, "a number", "'" + s + "'");
+  return v;
+}
+
+int64_t parse_i64(const std::string& s, const std::string& what) {
+  char* end = nullptr;
+  long long v = std::strtoll(s.c_str(), &end, 10);
+  if (s.empty() || *end != '\0') fail(what, "an integer", "'" + s + "'");
+  return v;
+}
+
+// checkpoint-0000000123.safetensors -> 123; -1 when the name does not match.
+int64_t step_of(const fs::path& p) {
+  std::string name = p.filename().string();
+  const std::string pre = "checkpoint-", post = ".safetensors";
+  if (name.size() <= pre.size() + post.size() || name.rfind(pre, 0) != 0 ||
+      name.substr(name.size() - post.size()) != post)
+    return -1;
+  std::string digits = name.substr(pre.size(), name.size() - pre.size() - post.size());
+  for (char c : digits)
+    if (c < '0' || c > '9') return -1;
+  return std::stoll(digits);
+}
+
+std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const fs::path& dir) {
+  std::vector<std::pair<int64_t, fs::path>> out;
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) return out;
+  for (const auto& e : fs::directory_iterator(dir, ec)) {
+    int64_t s = step_of(e.path());
+    if (s >= 0 && e.is_regular_file()) out.emplace_back(s, e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+fs::path write_checkpoint(const fs::path& dir, const Checkpoint& ckpt, int keep) {
+  fs::create_directories(dir);
+  const TrainState& s = ckpt.state;
+  io::Metadata meta;
+  meta["format"] = "kiln-checkpoint";
+  meta["version"] = "1";
+  meta["epoch"] = std::to_string(s.epoch);
+  meta["position"] = std::to_string(s.position);
+  meta["global_step"] = std::to_string(s.global_step);
+  meta["loader_seed"] = std::to_string(s.loader_seed);
+  meta["best_val_loss"] = hex_double(s.best_val_loss);
+  meta["bad_epochs"] = std::to_string(s.bad_epochs);
+  meta["epoch_loss_sum"] = hex_double(s.epoch_loss_sum);
+  meta["epoch_correct"] = std::to_string(s.epoch_correct);
+  meta["epoch_count"] = std::to_string(s.epoch_count);
+  for (const auto& [k, v] : s.settings) meta[kSettingPrefix + k] = v;
+
+  io::StateDict all;
+  all.reserve(ckpt.model.size() + ckpt.optimizer.size());
+  for (const auto& a : ckpt.model) {
+    all.push_back(a);
+    all.back().name = kModelPrefix + a.name;
+  }
+  for (const auto& a : ckpt.optimizer) {
+    all.push_back(a);
+    all.back().name = kOptimizerPrefix + a.name;
+  }
+  char name[64];
+  std::snprintf(name, sizeof(name), "checkpoint-%010" PRId64 ".safetensors", s.global_step);
+  fs::path path = dir / name;
+  io::write_safetensors(path, all, meta);
+
+  auto existing = list_checkpoints(dir);
+  if (keep > 0 && static_cast<int64_t>(existing.size()) > keep) {
+    for (size_t i = 0; i + keep < existing.size(); ++i) {
+      std::error_code ec;
+      if (existing[i].second != path) fs::remove(existing[i].second, ec);
+    }
+  }
+  return path;
+}
+
+std::optional<fs::path> find_latest_checkpoint(const fs::path& dir) {
+  auto all = list_checkpoints(dir);
+  if (all.empty()) return std::nullopt;
+  return all.back().second;
+}
+
+Checkpoint read_checkpoint(const fs::path& path) {
+  io::Metadata meta;
+  io::StateDict all = io::read_safetensors(path, &meta);
+  const std::string what = path.string();
+  auto get = [&](const char* key) -> const std::string& {
+    auto it = meta.find(key);
+    if (it == meta.end())
+      fail(what + ": metadata \"" + key + "\"", "present (a kiln checkpoint)", "missing",
+           "checkpoints are written by kiln train --checkpoint-dir");
+    return it->second;
+  };
+  if (get("format") != "kiln-checkpoint")
+    fail(what + ": metadata \"format\"", "kiln-checkpoint", "'" + get("format") + "'");
+  if (get("version") != "1") fail(what + ": metadata \"version\"", "1", "'" + get("version") + "'");
+  Checkpoint c;
+  TrainState& s = c.state;
+  s.epoch = parse_i64(get("epoch"), what + ": epoch");
+  s.position = parse_i64(get("position"), what + ": position");
+  s.global_step = parse_i64(get("global_step"), what + ": global_step");
+  s.loader_seed = static_cast<uint64_t>(std::stoull(get("loader_seed")));
+  s.best_val_loss = parse_hex_double(get("best_val_loss"), what + ": best_val_loss");
+  s.bad_epochs = parse_i64(get("bad_epochs"), what + ": bad_epochs");
+  s.epoch_loss_sum = parse_hex_double(get("epoch_loss_sum"), what + ": epoch_loss_sum");
+  s.epoch_correct = parse_i64(get("epoch_correct"), what + ": epoch_correct");
+  s.epoch_count = parse_i64(get("epoch_count"), what + ": epoch_count");
+  const std::string sp = kSettingPrefix;
+  for (const auto& [k, v] : meta)
+    if (k.rfind(sp, 0) == 0) s.settings[k.substr(sp.size())] = v;
+  for (auto& a : all) {
+    if (a.name.rfind(kModelPrefix, 0) == 0) {
+      a.name = a.name.substr(std::string(kModelPrefix).size());
+      c.model.push_back(std::move(a));
+    } else if (a.name.rfind(kOptimizerPrefix, 0) == 0) {
+      a.name = a.name.substr(std::string(kOptimizerPrefix).size());
+      c.optimizer.push_back(std::move(a));
+    } else {
+      fail(what + ": tensor \"" + a.name + "\"", "a name starting with model. or optimizer.", "another name");
+    }
+  }
+  return c;
+}
+
+}  // namespace kiln::cli
