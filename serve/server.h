@@ -1,0 +1,86 @@
+// kiln's HTTP inference server (SageMaker's container contract): GET /ping, POST /invocations,
+// GET /metrics. It knows nothing of the engine: the caller supplies a loader that returns the
+// class names, the input normalization and a predictor callback. The loader runs on the batch
+// worker thread, which then owns the model; /ping answers 503 until it has returned.
+// Lifecycle: bind() -> start(loader) -> run() (blocks) ... stop() from any thread (not from a
+// signal handler): stop accepting, finish in-flight requests, stop the worker, return.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "serve/batcher.h"
+#include "serve/codec.h"
+#include "serve/metrics.h"
+
+namespace kiln::serve {
+
+struct ServerOptions {
+  std::string host = "0.0.0.0";
+  int port = 8080;                      // 0: any free port (bind() returns it)
+  int64_t max_batch = 16;               // images per forward pass
+  int64_t max_wait_ms = 2;              // longest a queued request waits for company
+  size_t max_body_bytes = 6u << 20;     // SageMaker's 6 MiB; larger bodies are 413
+  int64_t default_top_k = 5;            // JSON answers
+  size_t max_connections = 512;         // HTTP threads (one per open connection)
+  int keep_alive_seconds = 60;          // idle keep-alive connections are closed after this
+  std::FILE* access_log = stdout;       // one line per request; nullptr: none
+};
+
+struct Model {
+  InputSpec input;
+  std::vector<std::string> class_names;  // one per class; their count is the number of classes
+  Predictor predict;
+};
+using ModelLoader = std::function<Model()>;
+
+class Server {
+ public:
+  explicit Server(ServerOptions options);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds host:port and starts listening (connections queue in the kernel until run()).
+  // Returns the port; throws kiln::Error if the address cannot be bound.
+  int bind();
+  // Starts the worker thread: loader(), then serving batches. A loader exception is logged,
+  // stops the server and is rethrown by run().
+  void start(ModelLoader loader);
+  // Accepts and serves connections until stop(); then drains and joins everything.
+  void run();
+  void stop();
+
+  bool ready() const { return ready_; }
+  int port() const { return port_; }
+  std::string metrics_text() const { return metrics_.render(); }
+
+ private:
+  class Http;
+  void setup_routes();
+  void log_line(const std::string& line);
+
+  ServerOptions options_;
+  std::unique_ptr<Http> http_;
+  Metrics metrics_;
+  Batcher batcher_;
+  std::thread worker_;
+  std::atomic<bool> ready_{false};
+  std::atomic<bool> stopping_{false};
+  int port_ = -1;
+  // Set by the worker before ready_ becomes true; read-only afterwards.
+  InputSpec input_;
+  std::vector<std::string> class_names_;
+  std::mutex load_mu_;
+  std::string load_error_;
+  std::mutex log_mu_;
+};
+
+}  // namespace kiln::serve
