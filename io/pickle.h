@@ -66,7 +66,7 @@ class Pickle {
 struct UnpickleLimits {
   size_t max_stack = size_t(1) << 20;     // values on the stack (and mark depth)
   size_t max_memo = size_t(1) << 22;      // memo entries
-  size_t max_values = size_t(1) << 24;    // values created in all
+  size_t max_values = size_t(1) << 22;    // values created in all (each ~250 bytes)
 };
 
 // `what` names the source in error messages.

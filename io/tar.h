@@ -2,6 +2,7 @@
 // (path/size records) headers; writes ustar (names longer than 100 bytes split into prefix/name,
 // up to 255 bytes). Regular files and directories are returned; links and devices are skipped.
 // Names with "..", absolute paths or NUL bytes are rejected, so extracting cannot escape a directory.
+// An archive must end with a zero end-of-archive block: a truncated download is an error.
 #pragma once
 
 #include <string>
