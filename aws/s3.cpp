@@ -342,6 +342,16 @@ std::vector<S3Object> S3Client::list_all(const std::string& bucket, const std::s
   throw Error("S3 ListObjectsV2: more than 100000 pages under s3://" + bucket + "/" + prefix);
 }
 
+std::vector<std::string> S3Client::list_buckets() {
+  HttpResponse resp = send(make("ListBuckets", "GET", "", ""), "", "");
+  std::vector<std::string> names;
+  if (cfg_.dry_run) return names;
+  XmlNode x = parse_xml(resp.body, "S3 ListBuckets response");
+  if (const XmlNode* b = x.child("Buckets"))
+    for (const XmlNode* n : b->all("Bucket")) names.push_back(n->child_text("Name"));
+  return names;
+}
+
 void S3Client::create_bucket(const std::string& bucket) {
   AwsRequest r = make("CreateBucket", "PUT", bucket, "");
   if (r.signing_region != "us-east-1") {

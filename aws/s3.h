@@ -73,6 +73,7 @@ class S3Client {
                            const std::string& continuation_token = {}, int max_keys = 1000);
   // Every object under the prefix, following continuation tokens (bounded).
   std::vector<S3Object> list_all(const std::string& bucket, const std::string& prefix);
+  std::vector<std::string> list_buckets();        // ListBuckets: names
   void create_bucket(const std::string& bucket);  // LocationConstraint = region unless us-east-1
   bool bucket_exists(const std::string& bucket);  // HeadBucket: false on 404, throws on 403
 
