@@ -121,16 +121,20 @@ void finish_grad(const Tensor& t, GradSink& sink) {
 namespace kiln {
 
 void Tensor::backward() const {
-  using namespace autograd;
   KILN_ASSERT(numel() == 1, "backward() starts from a scalar; " + name() + " has " +
                                 std::to_string(numel()) + " elements");
+  Tensor one = make_tensor(shape(), impl()->md, name() + ".grad");
+  one.impl()->data[0] = 1.0f;
+  backward(one);
+}
+
+void Tensor::backward(const Tensor& grad_output) const {
+  using namespace autograd;
   KILN_ASSERT(requires_grad(), "backward(): " + name() + " does not require grad");
-  {
-    Tensor one = make_tensor(shape(), impl()->md, name() + ".grad");
-    one.impl()->data[0] = 1.0f;
-    impl()->grad = one;
-    impl()->grad_zero = false;
-  }
+  KILN_ASSERT(grad_output.shape() == shape(), "backward(): gradient shape differs");
+  impl()->grad = grad_output.impl()->md == impl()->md ? grad_output
+                                                       : reordered(grad_output, impl()->md);
+  impl()->grad_zero = false;
   std::vector<Node>& tape = t_tape;
   for (size_t i = tape.size(); i-- > 0;) {
     Node& node = tape[i];

@@ -47,8 +47,9 @@ Isa active_isa() {
   return static_cast<Isa>(isa);
 }
 
-void force_isa(Isa isa) {
+void force_isa(Isa isa, bool cap_onednn) {
   g_forced.store(static_cast<int>(isa), std::memory_order_relaxed);
+  if (!cap_onednn) return;
   // oneDNN accepts this only before its first primitive; later calls are ignored (its ISA can
   // still be capped by ONEDNN_MAX_CPU_ISA in the environment).
   dnnl::cpu_isa cap = isa == Isa::avx512 ? dnnl::cpu_isa::all

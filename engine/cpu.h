@@ -13,7 +13,9 @@ enum class Isa { scalar = 0, avx2 = 1, avx512 = 2 };
 
 Isa detected_isa();                 // what the CPU supports
 Isa active_isa();                   // min(detected, forced); the KILN_ISA env var forces too
-void force_isa(Isa isa);            // the --isa option of kiln commands calls this
+// The --isa option of kiln commands calls this. cap_onednn also caps oneDNN's ISA
+// (dnnl::set_max_cpu_isa), which only works before the first primitive is created.
+void force_isa(Isa isa, bool cap_onednn = true);
 Isa parse_isa(const std::string& name);  // "scalar"|"avx2"|"avx512"; throws kiln::Error otherwise
 const char* isa_name(Isa isa);
 

@@ -145,13 +145,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   const auto& pd = prims->fwd_pd;
 
   Tensor src = in_layout(x, pd.src_desc());
-  Tensor w = weight;
-  if (weight.impl()->md != pd.weights_desc()) {
-    if (!weight.impl()->layout_locked)
-      relayout(weight, pd.weights_desc());  // once: the parameter adopts the conv's layout
-    else
-      w = reordered(weight, pd.weights_desc());
-  }
+  // Once, before the SGD arena exists: the parameter adopts the conv's layout. Afterwards a
+  // conv that wants another layout (a different batch size) gets a cached derived copy.
+  if (weight.impl()->md != pd.weights_desc() && !weight.impl()->layout_locked)
+    relayout(weight, pd.weights_desc());
+  Tensor w = cached_layout(weight, pd.weights_desc());
   auto dst_desc = pd.dst_desc();
   memory::dims dd = dst_desc.dims();
   Tensor dst = make_tensor({dd[0], dd[1], dd[2], dd[3]}, dst_desc, weight.name() + ".out");
@@ -187,7 +185,9 @@ void conv2d_backward(autograd::Node& node) {
       ensure_bwd_data(p);
     }
     Tensor diff_dst = in_layout(dy, p.bwd_data_pd.diff_dst_desc());
-    Tensor w = in_layout(weight, p.bwd_data_pd.weights_desc());
+    // oneDNN's backward-data kernels want the weights block-transposed (OIhw16o16i); that copy
+    // is cached on the parameter and refreshed by SGD's fused update, not reordered here.
+    Tensor w = cached_layout(weight, p.bwd_data_pd.weights_desc());
     auto sink = autograd::grad_sink(x, p.bwd_data_pd.diff_src_desc());
     p.bwd_data.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, as_memory(diff_dst)},
                                       {DNNL_ARG_WEIGHTS, as_memory(w)},

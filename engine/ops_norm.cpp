@@ -169,6 +169,7 @@ void batch_norm_backward(autograd::Node& node) {
                                        {DNNL_ARG_VARIANCE, as_memory(saved.variance)},
                                        {DNNL_ARG_DIFF_DST, as_memory(dy)},
                                        {DNNL_ARG_SCALE, as_memory(weight)},
+                                       {DNNL_ARG_SHIFT, as_memory(bias)},
                                        {DNNL_ARG_DIFF_SRC, as_memory(sink_x.target)},
                                        {DNNL_ARG_DIFF_SCALE, as_memory(sink_w.target)},
                                        {DNNL_ARG_DIFF_SHIFT, as_memory(sink_b.target)}};

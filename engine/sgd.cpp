@@ -56,6 +56,7 @@ void Sgd::build_arena() {
   for (size_t i = 0; i < params_.size(); ++i) {
     TensorImpl* p = params_[i].second.impl();
     int64_t off = a->offsets[i];
+    KILN_ASSERT(p->storage_floats() * 4 == static_cast<int64_t>(p->bytes()), "odd parameter size");
     float* pdata = static_cast<float*>(a->params->ptr) + off;
     std::memcpy(pdata, p->data, p->bytes());
     p->storage = a->params;
@@ -78,14 +79,105 @@ void Sgd::build_arena() {
   }
 }
 
+namespace {
+
+// A derived copy that is the parameter with each (b0 x b1) inner block transposed, e.g.
+// OIhw16i16o -> OIhw16o16i (what oneDNN's conv backward-data wants). Outer blocks may be
+// ordered differently (strides are per dimension), so any such pair qualifies.
+struct BlockTranspose {
+  const TensorImpl* param;
+  TensorImpl::Derived* derived;
+  int64_t blocks[4];       // outer block counts per dimension (padded / block size)
+  int64_t src_stride[4], dst_stride[4];
+  int64_t b_outer, b_inner;  // the parameter's inner blocks: [b_outer][b_inner]
+};
+
+bool plan_block_transpose(const TensorImpl& p, TensorImpl::Derived& d, BlockTranspose& bt) {
+  const auto& a = p.md.data;
+  const auto& b = d.md.data;
+  if (a.ndims != 4 || b.ndims != 4 || a.format_kind != dnnl_blocked ||
+      b.format_kind != dnnl_blocked)
+    return false;
+  const auto& ab = a.format_desc.blocking;
+  const auto& bb = b.format_desc.blocking;
+  if (ab.inner_nblks != 2 || bb.inner_nblks != 2) return false;
+  if (ab.inner_idxs[0] != bb.inner_idxs[1] || ab.inner_idxs[1] != bb.inner_idxs[0] ||
+      ab.inner_blks[0] != bb.inner_blks[1] || ab.inner_blks[1] != bb.inner_blks[0])
+    return false;
+  int64_t blk[4] = {1, 1, 1, 1};
+  blk[ab.inner_idxs[0]] = ab.inner_blks[0];
+  blk[ab.inner_idxs[1]] = ab.inner_blks[1];
+  for (int i = 0; i < 4; ++i) {
+    if (a.padded_dims[i] != b.padded_dims[i] || a.padded_dims[i] % blk[i] != 0) return false;
+    bt.blocks[i] = a.padded_dims[i] / blk[i];
+    bt.src_stride[i] = ab.strides[i];
+    bt.dst_stride[i] = bb.strides[i];
+  }
+  bt.param = &p;
+  bt.derived = &d;
+  bt.b_outer = ab.inner_blks[0];
+  bt.b_inner = ab.inner_blks[1];
+  return true;
+}
+
+}  // namespace
+
 void Sgd::step() {
   if (!arena_) build_arena();
   Arena& a = *arena_;
-  kernels::table().sgd_update(static_cast<float*>(a.params->ptr),
-                              static_cast<const float*>(a.grads->ptr),
-                              static_cast<float*>(a.momentum->ptr), a.total,
-                              static_cast<float>(cfg_.lr), static_cast<float>(cfg_.momentum),
-                              static_cast<float>(cfg_.weight_decay), !a.momentum_valid);
+  const kernels::Table& k = kernels::table();
+  float lr = static_cast<float>(cfg_.lr), mom = static_cast<float>(cfg_.momentum);
+  float wd = static_cast<float>(cfg_.weight_decay);
+  bool first = !a.momentum_valid;
+  auto* P = static_cast<float*>(a.params->ptr);
+  auto* G = static_cast<const float*>(a.grads->ptr);
+  auto* M = static_cast<float*>(a.momentum->ptr);
+
+  // Parameters whose derived copies are block transposes get the fused update: each block is
+  // updated and written transposed while it is in cache. The others are updated in runs of
+  // contiguous arena slices: one vectorized pass.
+  int64_t run_begin = 0;
+  auto flush = [&](int64_t end) {
+    if (end > run_begin) k.sgd_update(P + run_begin, G + run_begin, M + run_begin, end - run_begin,
+                                      lr, mom, wd, first);
+  };
+  std::vector<BlockTranspose> plans;
+  for (size_t i = 0; i < params_.size(); ++i) {
+    TensorImpl* p = params_[i].second.impl();
+    ++p->version;
+    plans.clear();
+    for (auto& d : p->derived) {
+      BlockTranspose bt;
+      if (plan_block_transpose(*p, d, bt)) plans.push_back(bt);
+    }
+    int64_t off = a.offsets[i];
+    if (plans.empty()) continue;  // stays in the current run
+    flush(off);
+    const BlockTranspose& b0 = plans[0];
+    int64_t nb = b0.blocks[0] * b0.blocks[1] * b0.blocks[2] * b0.blocks[3];
+    int64_t bsize = b0.b_outer * b0.b_inner;
+#pragma omp parallel for schedule(static)
+    for (int64_t blk = 0; blk < nb; ++blk) {
+      int64_t c3 = blk % b0.blocks[3], r = blk / b0.blocks[3];
+      int64_t c2 = r % b0.blocks[2];
+      r /= b0.blocks[2];
+      int64_t c1 = r % b0.blocks[1], c0 = r / b0.blocks[1];
+      int64_t src = c0 * b0.src_stride[0] + c1 * b0.src_stride[1] + c2 * b0.src_stride[2] +
+                    c3 * b0.src_stride[3];
+      k.sgd_update(P + off + src, G + off + src, M + off + src, bsize, lr, mom, wd, first);
+      const float* s = P + off + src;
+      for (const BlockTranspose& bt : plans) {
+        int64_t dst = c0 * bt.dst_stride[0] + c1 * bt.dst_stride[1] + c2 * bt.dst_stride[2] +
+                      c3 * bt.dst_stride[3];
+        float* d = bt.derived->copy.impl()->data + dst;
+        for (int64_t x = 0; x < bt.b_outer; ++x)
+          for (int64_t y = 0; y < bt.b_inner; ++y) d[y * bt.b_outer + x] = s[x * bt.b_inner + y];
+      }
+    }
+    for (const BlockTranspose& bt : plans) bt.derived->version = p->version;
+    run_begin = off + (p->storage_floats() + 15) / 16 * 16;
+  }
+  flush(a.total);
   a.momentum_valid = true;
   ++steps_;
 }

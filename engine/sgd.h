@@ -34,6 +34,8 @@ class Sgd {
   void zero_grad();
   void set_lr(double lr) { cfg_.lr = lr; }
   double lr() const { return cfg_.lr; }
+  void set_momentum(double m) { cfg_.momentum = m; }  // OneCycleLR's cycle_momentum
+  double momentum() const { return cfg_.momentum; }
   const SgdConfig& config() const { return cfg_; }
   int64_t steps() const { return steps_; }
 

@@ -1,4 +1,6 @@
 // Tensor handle, layouts and conversions (see engine/tensor.h, engine/tensor_impl.h).
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "core/error.h"
@@ -93,10 +95,30 @@ static void reorder_into(const Tensor& src, const Tensor& dst) {
 }
 
 Tensor reordered(const Tensor& t, const memory::desc& md) {
+  static const bool log = std::getenv("KILN_LOG_REORDERS") != nullptr;
+  if (log)
+    std::fprintf(stderr, "kiln: reorder %s %s -> %s\n", t.name().c_str(),
+                 md_str(t.impl()->md).c_str(), md_str(md).c_str());
   Tensor out = make_tensor(t.shape(), md, t.name());
   reorder_into(t, out);
   count_reorder();
   return out;
+}
+
+Tensor cached_layout(const Tensor& t, const memory::desc& md) {
+  TensorImpl* impl = t.impl();
+  if (impl->md == md) return t;
+  for (auto& d : impl->derived) {
+    if (d.md != md) continue;
+    if (d.version != impl->version) {
+      reorder_into(t, d.copy);
+      count_reorder();
+      d.version = impl->version;
+    }
+    return d.copy;
+  }
+  impl->derived.push_back({md, reordered(t, md), impl->version});
+  return impl->derived.back().copy;
 }
 
 void relayout(const Tensor& t, const memory::desc& md) {
@@ -108,6 +130,7 @@ void relayout(const Tensor& t, const memory::desc& md) {
   impl->md = md;
   impl->storage = moved.impl()->storage;
   impl->data = moved.impl()->data;
+  impl->derived.clear();
   if (impl->grad.defined()) relayout(impl->grad, md);
 }
 
@@ -165,6 +188,7 @@ std::vector<float> Tensor::to_plain_vector() const {
 }
 
 void Tensor::copy_from_plain(const float* src) {
+  ++impl_->version;
   if (is_plain()) {
     std::memcpy(impl_->data, src, static_cast<size_t>(numel()) * sizeof(float));
     return;
@@ -179,6 +203,7 @@ const float* Tensor::plain_data() const {
 }
 
 float* Tensor::plain_data_mutable() {
+  ++impl_->version;
   KILN_ASSERT(is_plain(), impl_->name + " is in layout " + md_str(impl_->md) + ", not plain");
   return impl_->data;
 }

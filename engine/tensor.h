@@ -47,6 +47,8 @@ class Tensor {
   // Runs the tape in reverse from this scalar (d self = 1), accumulating into the leaves'
   // grads, then frees the graph.
   void backward() const;
+  // The same from a non-scalar: d self = grad_output (same shape, any layout).
+  void backward(const Tensor& grad_output) const;
 
   TensorImpl* impl() const { return impl_.get(); }
   const std::shared_ptr<TensorImpl>& impl_ptr() const { return impl_; }

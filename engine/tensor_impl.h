@@ -30,6 +30,17 @@ struct TensorImpl {
   bool arena_slice = false;     // storage is an SGD arena shared with other slices
   Tensor grad;
 
+  // The same values in other layouts (e.g. the weights a conv's backward-data primitive wants,
+  // oneDNN's transposed OIhw16o16i): kept across steps, refreshed when `version` moves on.
+  // SGD refreshes the block-transposed ones itself, fused with its update (engine/sgd.cpp).
+  uint64_t version = 0;  // bumped whenever the values change outside an op
+  struct Derived {
+    dnnl::memory::desc md;
+    Tensor copy;
+    uint64_t version;
+  };
+  std::vector<Derived> derived;
+
   size_t bytes() const { return md.get_size(); }
   int64_t storage_floats() const { return static_cast<int64_t>(md.get_size() / sizeof(float)); }
 };
@@ -47,6 +58,10 @@ Tensor make_view(const Tensor& src, std::vector<int64_t> shape, std::string name
 void relayout(const Tensor& t, const dnnl::memory::desc& md);
 // A copy of t in layout md (t itself unchanged). Counts as an in-op reorder.
 Tensor reordered(const Tensor& t, const dnnl::memory::desc& md);
+
+// t's values in layout md: t itself, or its cached derived copy (refreshed by a counted
+// reorder only when stale).
+Tensor cached_layout(const Tensor& t, const dnnl::memory::desc& md);
 
 dnnl::memory as_memory(const Tensor& t);  // oneDNN memory object over t's storage
 
