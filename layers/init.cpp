@@ -16,9 +16,16 @@ uint64_t Rng::next_u64() {
 double Rng::uniform() { return static_cast<double>(next_u64() >> 11) * 0x1.0p-53; }
 
 double Rng::normal() {
+  if (has_spare_) {
+    has_spare_ = false;
+    return spare_;
+  }
   double u1 = uniform(), u2 = uniform();
   if (u1 < 1e-300) u1 = 1e-300;
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  double r = std::sqrt(-2.0 * std::log(u1)), a = 6.283185307179586 * u2;
+  spare_ = r * std::sin(a);
+  has_spare_ = true;
+  return r * std::cos(a);
 }
 
 Rng Rng::fork(uint64_t stream) {

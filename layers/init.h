@@ -19,6 +19,8 @@ class Rng {
 
  private:
   uint64_t state_;
+  double spare_ = 0;  // Box-Muller gives two normals per draw
+  bool has_spare_ = false;
 };
 
 void fill_constant(Tensor& t, float value);
