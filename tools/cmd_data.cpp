@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "data/dataset.h"
+#include "data/download.h"
 #include "data/synth.h"
 #include "tools/args.h"
 #include "tools/command.h"
@@ -62,3 +63,45 @@ int run_data(const std::vector<std::string>& argv) {
 
 KILN_COMMAND("synth", "write a learnable synthetic dataset in CIFAR-100's binary layout", run_synth);
 KILN_COMMAND("data", "describe the CIFAR-100 dataset found under --data DIR", run_data);
+
+namespace {
+
+int run_download(const std::vector<std::string>& argv) {
+  Args a("kiln download",
+         "Download CIFAR-100 (the python version, cifar-100-python.tar.gz) over verified HTTPS,\n"
+         "check its MD5, and extract it to DIR/cifar-100-python atomically (a temporary folder\n"
+         "renamed into place: never a half-written dataset). Environment: KILN_CA_BUNDLE (PEM file\n"
+         "of trusted CAs instead of the system's), KILN_CIFAR100_MD5 (expected MD5, for test archives).");
+  a.positional("DATASET", "the dataset: cifar100");
+  a.option("--dir", "DIR", "directory to put cifar-100-python/ in", "data");
+  a.option("--url", "URL", "where to fetch the archive from", kiln::data::kCifar100Url);
+  a.option("--md5", "HEX", "expected MD5 of the archive (default: the published one)");
+  a.option("--timeout", "S", "connect/read timeout in seconds", "30");
+  a.flag("--force", "download again even if the dataset is already there");
+  if (!a.parse(argv)) return 0;
+  if (a.positionals()[0] != "cifar100")
+    kiln::fail("kiln download", "the dataset name cifar100", "'" + a.positionals()[0] + "'");
+  kiln::data::DownloadConfig cfg;
+  cfg.dir = a.get("--dir");
+  cfg.url = a.get("--url");
+  const char* env_md5 = std::getenv("KILN_CIFAR100_MD5");
+  if (a.has("--md5")) cfg.md5 = a.get("--md5");
+  else if (env_md5 && *env_md5) cfg.md5 = env_md5;
+  if (const char* ca = std::getenv("KILN_CA_BUNDLE"); ca && *ca) cfg.ca_bundle = ca;
+  cfg.timeout_s = static_cast<int>(a.get_int("--timeout"));
+  std::string format;
+  const std::string have = kiln::data::find_cifar100(cfg.dir, &format);
+  if (!have.empty() && !a.flag_set("--force")) {
+    std::printf("CIFAR-100 is already in %s (%s version); --force downloads it again\n", have.c_str(),
+                format.c_str());
+    return 0;
+  }
+  std::fprintf(stderr, "downloading %s\n", cfg.url.c_str());
+  const auto where = kiln::data::download_cifar100(cfg);
+  std::printf("CIFAR-100 is ready in %s\n", where.string().c_str());
+  return 0;
+}
+
+}  // namespace
+
+KILN_COMMAND("download", "download CIFAR-100 over verified HTTPS into --dir", run_download);

@@ -1,0 +1,190 @@
+// `kiln download cifar100` (see download.h): HTTPS GET with certificate verification through
+// cpp-httplib + OpenSSL, streaming MD5, validation of the archive, extraction into a temporary
+// folder in the target directory and one rename into place.
+#include "data/download.h"
+
+#include <httplib.h>
+#include <openssl/evp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <random>
+#include <system_error>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "data/dataset.h"
+#include "io/gzip.h"
+#include "io/tar.h"
+
+namespace fs = std::filesystem;
+
+namespace kiln::data {
+
+namespace {
+
+std::string manual_hint(const fs::path& dir) {
+  return "without network access, download " + std::string(kCifar100Url) +
+         " on another machine (MD5 " + kCifar100Md5 + ") and copy it to " +
+         (dir / "cifar-100-python.tar.gz").string() + " (kiln reads the archive directly) or extract it there so that " +
+         (dir / "cifar-100-python").string() + "/{train,test,meta} exist";
+}
+
+class Md5 {
+ public:
+  Md5() : ctx_(EVP_MD_CTX_new()) {
+    KILN_ASSERT(ctx_ && EVP_DigestInit_ex(ctx_, EVP_md5(), nullptr) == 1, "OpenSSL MD5 init");
+  }
+  ~Md5() { EVP_MD_CTX_free(ctx_); }
+  Md5(const Md5&) = delete;
+  Md5& operator=(const Md5&) = delete;
+  void update(const char* p, size_t n) { EVP_DigestUpdate(ctx_, p, n); }
+  std::string hex() {
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_DigestFinal_ex(ctx_, d, &len);
+    std::string s;
+    char b[3];
+    for (unsigned i = 0; i < len; ++i) {
+      std::snprintf(b, sizeof b, "%02x", d[i]);
+      s += b;
+    }
+    return s;
+  }
+
+ private:
+  EVP_MD_CTX* ctx_;
+};
+
+struct Url {
+  std::string origin, path;  // "https://host:port", "/a/b.tar.gz"
+};
+
+Url parse_url(const std::string& url) {
+  if (!url.starts_with("https://"))
+    fail("--url " + url, "an https:// URL (downloads are verified over TLS)", "'" + url + "'");
+  const size_t slash = url.find('/', 8);
+  if (slash == std::string::npos || slash == 8) fail("--url " + url, "https://HOST/PATH", "'" + url + "'");
+  return {url.substr(0, slash), url.substr(slash)};
+}
+
+std::string suffix() {
+  std::random_device rd;
+  return std::to_string(rd()) + std::to_string(rd());
+}
+
+// Removes a path on scope exit unless released.
+struct Cleanup {
+  fs::path path;
+  ~Cleanup() {
+    std::error_code ec;
+    if (!path.empty()) fs::remove_all(path, ec);
+  }
+};
+
+}  // namespace
+
+std::string md5_hex(std::string_view bytes) {
+  Md5 m;
+  m.update(bytes.data(), bytes.size());
+  return m.hex();
+}
+
+fs::path download_cifar100(const DownloadConfig& cfg) {
+  const fs::path target = cfg.dir / "cifar-100-python";
+  const Url url = parse_url(cfg.url);
+  fs::create_directories(cfg.dir);
+
+  httplib::Client cli(url.origin);
+  cli.enable_server_certificate_verification(true);
+  if (!cfg.ca_bundle.empty()) {
+    if (!fs::is_regular_file(cfg.ca_bundle))
+      fail("CA bundle " + cfg.ca_bundle, "a PEM file of trusted certificates", "no such file");
+    cli.set_ca_cert_path(cfg.ca_bundle);
+  }
+  cli.set_follow_location(true);
+  cli.set_connection_timeout(std::chrono::seconds(cfg.timeout_s));
+  cli.set_read_timeout(std::chrono::seconds(cfg.timeout_s));
+
+  std::string body;
+  Md5 md5;
+  int64_t last_report = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto res = cli.Get(
+      url.path,
+      [&](const char* data, size_t n) {
+        body.append(data, n);
+        md5.update(data, n);
+        return body.size() < (size_t(1) << 30);  // a 1 GiB cap: CIFAR-100 is 161 MiB
+      },
+      [&](uint64_t cur, uint64_t total) {
+        if (!cfg.quiet && static_cast<int64_t>(cur) - last_report >= (int64_t(16) << 20)) {
+          last_report = static_cast<int64_t>(cur);
+          std::fprintf(stderr, "  %.0f / %.0f MiB\n", cur / 1048576.0, total / 1048576.0);
+        }
+        return true;
+      });
+  if (!res) {
+    const auto err = res.error();
+    std::string why = httplib::to_string(err);
+    if (err == httplib::Error::SSLServerVerification)
+      throw Error(cfg.url + ": the server's TLS certificate could not be verified (" + why + ")",
+                  "kiln only downloads over verified HTTPS; if a proxy re-signs TLS, point "
+                  "KILN_CA_BUNDLE at its CA certificate (PEM); otherwise " + manual_hint(cfg.dir));
+    if (err == httplib::Error::Connection || err == httplib::Error::ConnectionTimeout ||
+        err == httplib::Error::SSLConnection)
+      throw Error(cfg.url + ": cannot connect (" + why + "): this machine looks offline",
+                  manual_hint(cfg.dir));
+    throw Error(cfg.url + ": download failed (" + why + ")", manual_hint(cfg.dir));
+  }
+  if (res->status != 200)
+    fail(cfg.url, "HTTP status 200", std::to_string(res->status), manual_hint(cfg.dir));
+  const std::string got = md5.hex();
+  if (!cfg.md5.empty() && got != cfg.md5)
+    fail(cfg.url + " (" + std::to_string(body.size()) + " bytes)", "MD5 " + cfg.md5, "MD5 " + got,
+         "the download is damaged or not the official archive; nothing was written, try again");
+  if (!cfg.quiet) {
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "downloaded %.1f MiB in %.1f s, MD5 %s%s\n", body.size() / 1048576.0, s,
+                 got.c_str(), cfg.md5.empty() ? " (not checked)" : " (ok)");
+  }
+
+  // Validate the whole dataset before anything lands in the target directory.
+  (void)parse_cifar_python_targz(body, cfg.url);
+  const std::vector<io::TarEntry> entries =
+      io::parse_tar(io::gunzip(body, cfg.url, size_t(512) << 20), cfg.url);
+  body.clear();
+  body.shrink_to_fit();
+
+  Cleanup tmp{cfg.dir / (".cifar-100-python.part-" + suffix())};
+  fs::create_directories(tmp.path);
+  for (const auto& e : entries) {
+    // io::parse_tar rejects absolute names and "..": the paths stay inside tmp.
+    if (!e.name.starts_with("cifar-100-python/") && e.name != "cifar-100-python") continue;
+    const fs::path p = tmp.path / e.name;
+    if (e.is_dir) {
+      fs::create_directories(p);
+    } else {
+      fs::create_directories(p.parent_path());
+      write_file_atomic(p, e.data);
+    }
+  }
+  std::error_code ec;
+  if (fs::exists(target, ec)) {
+    // Replacing a copy (--force): move the old one aside, and back if the rename fails.
+    const fs::path old = cfg.dir / (".cifar-100-python.old-" + suffix());
+    fs::rename(target, old);
+    fs::rename(tmp.path / "cifar-100-python", target, ec);
+    if (ec) {
+      fs::rename(old, target);
+      throw Error(target.string() + ": cannot move the new dataset into place: " + ec.message());
+    }
+    fs::remove_all(old, ec);
+  } else {
+    fs::rename(tmp.path / "cifar-100-python", target);
+  }
+  return target;
+}
+
+}  // namespace kiln::data
