@@ -104,6 +104,16 @@ std::string IamClient::get_role_policy(const std::string& role_name, const std::
   return uri_decode(x.find("PolicyDocument") ? x.find("PolicyDocument")->text : "");
 }
 
+std::string IamClient::get_policy_document(const std::string& policy_arn) {
+  XmlNode p = call("GetPolicy", {{"PolicyArn", policy_arn}});
+  const XmlNode* policy = p.find("Policy");
+  std::string version = policy ? policy->child_text("DefaultVersionId") : "";
+  if (version.empty()) return {};
+  XmlNode v = call("GetPolicyVersion", {{"PolicyArn", policy_arn}, {"VersionId", version}});
+  const XmlNode* doc = v.find("Document");
+  return doc ? uri_decode(doc->text) : std::string();
+}
+
 static std::vector<std::string> as_list(const json& v) {
   std::vector<std::string> out;
   if (v.is_string()) out.push_back(v);
@@ -173,7 +183,15 @@ RoleCheck IamClient::check_sagemaker_role(const std::string& role_arn_or_name) {
     }
     if (p.name == "AmazonS3FullAccess" || p.name == "AmazonS3ReadOnlyAccess") c.s3_access = true;
     if (p.name == "AmazonS3ReadOnlyAccess") c.notes.push_back("AmazonS3ReadOnlyAccess cannot write the model to S3");
-    c.notes.push_back("attached policy " + p.name);
+    if (p.arn.rfind("arn:aws:iam::aws:policy/", 0) == 0) {
+      c.notes.push_back("attached AWS managed policy " + p.name);
+      continue;
+    }
+    // A customer managed policy: read its default version's document.
+    PolicyGrants g = policy_grants(get_policy_document(p.arn));
+    c.s3_access = c.s3_access || g.s3;
+    c.sagemaker_access = c.sagemaker_access || g.sagemaker;
+    c.notes.push_back("attached policy " + p.name + (g.s3 ? " (allows s3)" : "") + (g.sagemaker ? " (allows sagemaker)" : ""));
   }
   for (const std::string& p : list_role_policies(name)) {
     PolicyGrants g = policy_grants(get_role_policy(name, p));

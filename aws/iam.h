@@ -40,6 +40,8 @@ class IamClient {
   std::vector<AttachedPolicy> list_attached_role_policies(const std::string& role_name);
   std::vector<std::string> list_role_policies(const std::string& role_name);
   std::string get_role_policy(const std::string& role_name, const std::string& policy_name);  // JSON text
+  // A managed policy's default version document (GetPolicy + GetPolicyVersion), JSON text.
+  std::string get_policy_document(const std::string& policy_arn);
 
   RoleCheck check_sagemaker_role(const std::string& role_arn_or_name);
 

@@ -460,6 +460,7 @@ int run_all(Session& s) {
     std::printf("== predict\n");
     step_predict(s);
   } catch (const kiln::Error& e) {
+    std::fflush(stdout);
     std::fprintf(stderr, "kiln sagemaker run: error: %s\n", e.full_message().c_str());
     rc = g_interrupted ? 130 : 1;
   }
