@@ -231,6 +231,8 @@ void Loader::restore(const LoaderState& s) {
     fail("loader state", "epoch >= 0 and position in [0, " + std::to_string(impl_->bpe) + "]",
          "epoch " + std::to_string(s.epoch) + ", position " + std::to_string(s.position),
          "the checkpoint was written with a different dataset size or batch size");
+  if (s.epoch == impl_->epoch && s.position == impl_->position && s.seed == impl_->cfg.seed)
+    return;  // already there: keep the batches prefetched so far
   impl_->halt();
   impl_->epoch = s.epoch;
   impl_->position = s.position;
