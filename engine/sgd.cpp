@@ -64,6 +64,7 @@ void Sgd::build_arena() {
     p->arena_slice = true;
     p->layout_locked = true;
     Tensor g = slice(a->grads, off, *p, params_[i].first + ".grad");
+    materialize_zero_grad(*p);
     if (p->grad.defined()) {
       KILN_ASSERT(p->grad.impl()->md == p->md, "gradient layout differs from " + p->name);
       std::memcpy(g.impl()->data, p->grad.impl()->data, p->bytes());
@@ -132,6 +133,7 @@ void Sgd::step() {
   auto* P = static_cast<float*>(a.params->ptr);
   auto* G = static_cast<const float*>(a.grads->ptr);
   auto* M = static_cast<float*>(a.momentum->ptr);
+  for (auto& [name, p] : params_) materialize_zero_grad(*p.impl());
 
   // Parameters whose derived copies are block transposes get the fused update: each block is
   // updated and written transposed while it is in cache. The others are updated in runs of
@@ -182,13 +184,10 @@ void Sgd::step() {
   ++steps_;
 }
 
+// Lazy: gradients are only flagged as zero. Every op's backward then overwrites a flagged
+// gradient instead of adding to it, so a training step never pays for an 85 MB memset; a
+// gradient that no op wrote is zeroed by grad() or by step() (materialise_zero_grads).
 void Sgd::zero_grad() {
-  if (arena_) {
-    std::memset(arena_->grads->ptr, 0, static_cast<size_t>(arena_->total) * sizeof(float));
-  } else {
-    for (auto& [name, p] : params_)
-      if (p.has_grad()) std::memset(p.grad().impl()->data, 0, p.grad().impl()->bytes());
-  }
   for (auto& [name, p] : params_)
     if (p.has_grad()) p.impl()->grad_zero = true;
 }

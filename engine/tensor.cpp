@@ -222,7 +222,14 @@ bool Tensor::has_grad() const { return impl_->grad.defined(); }
 
 const Tensor& Tensor::grad() const {
   KILN_ASSERT(impl_->grad.defined(), "no gradient for " + impl_->name);
+  materialize_zero_grad(*impl_);
   return impl_->grad;
+}
+
+void materialize_zero_grad(TensorImpl& t) {
+  if (!t.grad_zero || !t.grad.defined()) return;
+  std::memset(t.grad.impl()->data, 0, t.grad.impl()->bytes());
+  t.grad_zero = false;
 }
 
 // ---- NoGrad ----

@@ -26,7 +26,8 @@ struct TensorImpl {
   bool requires_grad = false;
   bool is_leaf = true;          // parameters and inputs; op results are not
   bool layout_locked = false;   // parameters in an SGD arena keep their layout
-  bool grad_zero = false;       // grad holds zeros: an op may overwrite instead of adding
+  bool grad_zero = false;       // grad counts as zeros (its bytes may be stale): the next op
+                                // writing it overwrites instead of adding
   bool arena_slice = false;     // storage is an SGD arena shared with other slices
   Tensor grad;
 
@@ -58,6 +59,9 @@ Tensor make_view(const Tensor& src, std::vector<int64_t> shape, std::string name
 void relayout(const Tensor& t, const dnnl::memory::desc& md);
 // A copy of t in layout md (t itself unchanged). Counts as an in-op reorder.
 Tensor reordered(const Tensor& t, const dnnl::memory::desc& md);
+
+// A gradient flagged zero (Sgd::zero_grad is lazy) but never written gets its zeros now.
+void materialize_zero_grad(TensorImpl& t);
 
 // t's values in layout md: t itself, or its cached derived copy (refreshed by a counted
 // reorder only when stale).
