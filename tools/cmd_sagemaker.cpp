@@ -459,6 +459,7 @@ int run_all(Session& s) {
     check_interrupted();
     std::printf("== predict\n");
     step_predict(s);
+    check_interrupted();
   } catch (const kiln::Error& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "kiln sagemaker run: error: %s\n", e.full_message().c_str());

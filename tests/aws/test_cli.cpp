@@ -1,0 +1,310 @@
+// The `kiln s3` and `kiln sagemaker` commands end to end, as a user runs them: the built kiln
+// (KILN_BIN) against moto_server (S3, SageMaker, IAM; signature checking on) and a local
+// SageMaker Runtime stand-in that checks InvokeEndpoint's request (moto's runtime cannot take
+// binary bodies) and answers (4,100) float32 .npy log-probabilities.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "aws/s3.h"
+#include "aws/sagemaker.h"
+#include "core/atomic_file.h"
+#include "moto_fixture.h"
+
+using namespace kiln::aws;
+using kiln_test::MotoServer;
+using kiln_test::ScopedEnv;
+using kiln_test::TempDir;
+
+static std::string kiln_bin() {
+  const char* b = std::getenv("KILN_BIN");
+  REQUIRE_MESSAGE(b != nullptr, "KILN_BIN is not set (run through meson test)");
+  REQUIRE_MESSAGE(access(b, X_OK) == 0, "KILN_BIN " << b << " is not an executable: build kiln first");
+  return b;
+}
+
+// Runs argv with stdout+stderr into `out`; returns the exit status (128+signal if killed).
+// on_start gets the pid. Bounded: killed after timeout_s.
+static int run_kiln(const std::vector<std::string>& args, std::string& out, int timeout_s = 120,
+                    std::function<void(pid_t)> on_start = nullptr) {
+  TempDir d;
+  std::string log = (d / "out.txt").string();
+  std::vector<std::string> argv = {kiln_bin()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 1);
+    dup2(fd, 2);
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    execv(cargv[0], cargv.data());
+    _exit(127);
+  }
+  if (on_start) on_start(pid);
+  int status = 0;
+  bool done = false;
+  for (int i = 0; i < timeout_s * 20 && !done; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) done = true;
+    else usleep(50000);
+  }
+  if (!done) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  out = kiln::read_file(log);
+  REQUIRE_MESSAGE(done, "kiln did not finish within " << timeout_s << " s; output:\n" << out);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static bool has(const std::string& out, const std::string& s) { return out.find(s) != std::string::npos; }
+
+// AWS settings for a child kiln: moto for S3/SageMaker/IAM, credentials from the environment.
+static void moto_env(ScopedEnv& env) {
+  MotoServer& m = MotoServer::get();
+  env.set("AWS_ACCESS_KEY_ID", m.key);
+  env.set("AWS_SECRET_ACCESS_KEY", m.secret);
+  env.set("AWS_REGION", "us-east-1");
+  env.set("AWS_ENDPOINT_URL", m.url);
+}
+
+TEST_CASE("kiln s3 mb/cp/ls/rm against moto, and --dry-run masks secrets") {
+  ScopedEnv env;
+  moto_env(env);
+  TempDir d;
+  std::string data(200000, 'k');
+  kiln_test::write_text(d / "file.bin", data);
+  std::string out;
+  REQUIRE_MESSAGE(run_kiln({"s3", "mb", "s3://kiln-cli"}, out) == 0, out);
+  REQUIRE_MESSAGE(run_kiln({"s3", "cp", (d / "file.bin").string(), "s3://kiln-cli/x/"}, out) == 0, out);
+  CHECK(has(out, "upload: "));
+  REQUIRE_MESSAGE(run_kiln({"s3", "ls", "s3://kiln-cli", "--recursive"}, out) == 0, out);
+  CHECK(has(out, "200000 x/file.bin"));
+  REQUIRE_MESSAGE(run_kiln({"s3", "cp", "s3://kiln-cli/x/file.bin", (d / "back.bin").string()}, out) == 0, out);
+  CHECK(kiln::read_file(d / "back.bin") == data);
+  REQUIRE_MESSAGE(run_kiln({"s3", "cp", (d / "file.bin").string(), "s3://kiln-cli/dry.bin", "--dry-run"}, out) == 0, out);
+  CHECK(has(out, "PUT " + MotoServer::get().url + "/kiln-cli/dry.bin"));
+  CHECK(has(out, "Signature=****"));
+  CHECK_FALSE(has(out, MotoServer::get().secret));
+  CHECK_FALSE(has(out, MotoServer::get().key));
+  REQUIRE_MESSAGE(run_kiln({"s3", "rm", "s3://kiln-cli/x/file.bin"}, out) == 0, out);
+  REQUIRE_MESSAGE(run_kiln({"s3", "ls", "s3://kiln-cli", "--recursive"}, out) == 0, out);
+  CHECK_FALSE(has(out, "file.bin"));
+  env.set("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+  CHECK(run_kiln({"s3", "ls", "s3://kiln-cli", "--recursive"}, out) == 1);
+  CHECK(has(out, "SignatureDoesNotMatch"));
+  CHECK_FALSE(has(out, "not-the-secret"));
+}
+
+// A synthetic dataset in CIFAR-100's binary layout, made by `kiln synth`.
+struct SynthData {
+  TempDir dir;
+  std::vector<int> labels;
+  std::vector<std::string> names;
+  float first_value = 0;  // image 0, channel R, pixel 0, normalized
+  SynthData() {
+    std::string out;
+    REQUIRE_MESSAGE(run_kiln({"synth", "--dir", dir.path().string(), "--train", "16", "--test", "8"}, out) == 0, out);
+    std::string test = kiln::read_file(dir / "test.bin");
+    REQUIRE(test.size() == 8u * 3074u);
+    for (int i = 0; i < 4; ++i) labels.push_back(static_cast<unsigned char>(test[static_cast<size_t>(i) * 3074 + 1]));
+    first_value = (static_cast<float>(static_cast<unsigned char>(test[2])) / 255.0f - 0.507f) / 0.267f;
+    std::ifstream in(dir / "fine_label_names.txt");
+    for (std::string line; std::getline(in, line);)
+      if (!line.empty()) names.push_back(line);
+  }
+};
+
+static std::string npy_f32(const std::vector<float>& v, int64_t rows, int64_t cols) {
+  std::string header = "{'descr': '<f4', 'fortran_order': False, 'shape': (" + std::to_string(rows) + ", " +
+                       std::to_string(cols) + "), }";
+  size_t total = 10 + header.size() + 1;
+  header += std::string((64 - total % 64) % 64, ' ') + "\n";
+  std::string out = "\x93NUMPY\x01";
+  out += '\0';
+  uint16_t len = static_cast<uint16_t>(header.size());
+  out += static_cast<char>(len & 0xFF);
+  out += static_cast<char>(len >> 8);
+  out += header;
+  out.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+  return out;
+}
+
+// SageMaker Runtime stand-in: checks the request as the notebook's predictor sends it.
+struct FakeRuntime {
+  kiln_test::LocalServer s;
+  std::atomic<int> requests{0};
+  std::mutex mu;
+  std::vector<std::string> problems;
+  std::string mode;  // "ok", "fail", "slow"
+  std::atomic<pid_t> interrupt_pid{0};
+  FakeRuntime(const SynthData& data, std::string m) : mode(std::move(m)) {
+    s.svr.Post(R"(/endpoints/([^/]+)/invocations)", [this, &data](const httplib::Request& req, httplib::Response& res) {
+      ++requests;
+      auto problem = [&](const std::string& p) {
+        std::lock_guard<std::mutex> lock(mu);
+        problems.push_back(p);
+      };
+      if (req.get_header_value("Content-Type") != "application/x-npy") problem("Content-Type " + req.get_header_value("Content-Type"));
+      if (req.get_header_value("Accept") != "application/x-npy") problem("Accept " + req.get_header_value("Accept"));
+      if (req.get_header_value("Authorization").find("/sagemaker/aws4_request") == std::string::npos) problem("not signed for sagemaker");
+      const std::string& b = req.body;
+      if (b.rfind("\x93NUMPY", 0) != 0 || b.size() < 10) {
+        problem("body is not .npy");
+      } else {
+        size_t hlen = static_cast<unsigned char>(b[8]) | (static_cast<size_t>(static_cast<unsigned char>(b[9])) << 8);
+        std::string header = b.substr(10, hlen);
+        if (header.find("'<f4'") == std::string::npos) problem("dtype: " + header);
+        if (header.find("(4, 3, 32, 32)") == std::string::npos) problem("shape: " + header);
+        if (b.size() != 10 + hlen + 4 * 3072 * 4) problem("body size " + std::to_string(b.size()));
+        float v0 = 0;
+        std::memcpy(&v0, b.data() + 10 + hlen, 4);
+        if (std::abs(v0 - data.first_value) > 1e-5f) problem("first value " + std::to_string(v0) + " != " + std::to_string(data.first_value));
+      }
+      if (mode == "fail") {
+        res.status = 400;
+        res.set_content("{\"__type\":\"ModelError\",\"message\":\"Received server error (500) from primary\"}", "application/json");
+        return;
+      }
+      if (mode == "slow") {
+        kill(interrupt_pid.load(), SIGINT);  // the user presses Ctrl-C while predict waits
+        std::this_thread::sleep_for(std::chrono::milliseconds(500));
+      }
+      std::vector<float> logp(400, -10.0f);
+      for (int i = 0; i < 4; ++i) logp[static_cast<size_t>(i * 100 + data.labels[static_cast<size_t>(i)])] = -0.01f;
+      res.set_content(npy_f32(logp, 4, 100), "application/x-npy");
+    });
+    s.start();
+  }
+};
+
+static std::vector<std::string> run_args(const std::string& job, const SynthData& data) {
+  return {"sagemaker", "run", "--job-name", job, "--data-dir", data.dir.path().string(), "--poll-seconds", "0.05"};
+}
+
+static void sagemaker_env(ScopedEnv& env, const FakeRuntime& rt) {
+  moto_env(env);
+  env.set("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", rt.s.url());
+  // defaults from the environment, as documented in docs/aws.md
+  env.set("KILN_SAGEMAKER_ROLE_ARN", "arn:aws:iam::123456789012:role/KilnE2ERole");
+  env.set("KILN_SAGEMAKER_IMAGE", "123456789012.dkr.ecr.us-east-1.amazonaws.com/kiln:latest");
+  env.set("KILN_SAGEMAKER_BUCKET", "kiln-e2e");
+}
+
+static void expect_cleaned_up(const std::string& name) {
+  ClientConfig cfg;
+  cfg.region = "us-east-1";
+  cfg.endpoint_url = MotoServer::get().url;
+  cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+  SageMakerClient sm(cfg);
+  CHECK_THROWS_AS(sm.describe_endpoint(name), AwsError);
+  CHECK_THROWS_AS(sm.call("DescribeEndpointConfig", {{"EndpointConfigName", name}}), AwsError);
+  CHECK_THROWS_AS(sm.call("DescribeModel", {{"ModelName", name}}), AwsError);
+}
+
+TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against moto") {
+  SynthData data;
+  FakeRuntime rt(data, "ok");
+  ScopedEnv env;
+  sagemaker_env(env, rt);
+  std::string out;
+  REQUIRE(run_kiln({"s3", "mb", "s3://kiln-e2e"}, out) == 0);
+  int rc = run_kiln(run_args("kiln-e2e-ok", data), out);
+  CHECK_MESSAGE(rc == 0, out);
+  for (const char* s : {"== upload", "uploaded 5 files to s3://kiln-e2e/kiln/data/cifar100", "created training job kiln-e2e-ok",
+                        "training job kiln-e2e-ok: Completed", "created endpoint kiln-e2e-ok", "endpoint kiln-e2e-ok: InService",
+                        "deleted endpoint kiln-e2e-ok", "deleted endpoint config kiln-e2e-ok", "deleted model kiln-e2e-ok"})
+    CHECK_MESSAGE(has(out, s), "missing '" << s << "' in:\n" << out);
+  for (int i = 0; i < 4; ++i) {
+    const std::string& name = data.names[static_cast<size_t>(data.labels[static_cast<size_t>(i)])];
+    CHECK_MESSAGE(has(out, "image " + std::to_string(i) + ": predicted " + name), out);
+  }
+  CHECK(rt.requests == 1);
+  CHECK_MESSAGE(rt.problems.empty(), rt.problems.size() << " problems, first: " << (rt.problems.empty() ? "" : rt.problems[0]));
+  CHECK_FALSE(has(out, MotoServer::get().secret));
+  expect_cleaned_up("kiln-e2e-ok");
+
+  ClientConfig cfg;
+  cfg.region = "us-east-1";
+  cfg.endpoint_url = MotoServer::get().url;
+  cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+  nlohmann::json job = SageMakerClient(cfg).describe_training_job("kiln-e2e-ok");
+  CHECK(job["HyperParameters"]["batch_size"] == "128");  // (moto does not echo MetricDefinitions)
+  CHECK(job["CheckpointConfig"]["S3Uri"] == "s3://kiln-e2e/kiln/checkpoints/kiln-e2e-ok");
+  CHECK(job["StoppingCondition"]["MaxWaitTimeInSeconds"] == 172800);
+  CHECK(S3Client(cfg).get_object("kiln-e2e", "kiln/data/cifar100/test.bin") == kiln::read_file(data.dir / "test.bin"));
+}
+
+TEST_CASE("kiln sagemaker run deletes the endpoint when predict fails") {
+  SynthData data;
+  FakeRuntime rt(data, "fail");
+  ScopedEnv env;
+  sagemaker_env(env, rt);
+  std::string out;
+  REQUIRE(run_kiln({"s3", "mb", "s3://kiln-e2e"}, out) == 0);
+  CHECK(run_kiln(run_args("kiln-e2e-fail", data), out) == 1);
+  CHECK_MESSAGE(has(out, "ModelError"), out);
+  CHECK_MESSAGE(has(out, "deleted endpoint kiln-e2e-fail"), out);
+  CHECK(rt.requests == 1);  // a 4xx is not retried
+  expect_cleaned_up("kiln-e2e-fail");
+}
+
+TEST_CASE("kiln sagemaker run deletes the endpoint after Ctrl-C") {
+  SynthData data;
+  FakeRuntime rt(data, "slow");
+  ScopedEnv env;
+  sagemaker_env(env, rt);
+  std::string out;
+  REQUIRE(run_kiln({"s3", "mb", "s3://kiln-e2e"}, out) == 0);
+  int rc = run_kiln(run_args("kiln-e2e-int", data), out, 120, [&](pid_t pid) { rt.interrupt_pid = pid; });
+  CHECK_MESSAGE(rc == 130, out);
+  CHECK_MESSAGE(has(out, "interrupted"), out);
+  CHECK_MESSAGE(has(out, "deleted endpoint kiln-e2e-int"), out);
+  expect_cleaned_up("kiln-e2e-int");
+}
+
+TEST_CASE("kiln sagemaker run --dry-run prints every request, secrets masked, and sends nothing") {
+  SynthData data;
+  FakeRuntime rt(data, "ok");
+  ScopedEnv env;
+  sagemaker_env(env, rt);
+  std::string out;
+  CHECK_MESSAGE(run_kiln({"sagemaker", "run", "--dry-run", "--job-name", "kiln-e2e-dry", "--data-dir",
+                          data.dir.path().string(), "--spot", "false"}, out) == 0, out);
+  for (const char* s : {"X-Amz-Target: SageMaker.CreateTrainingJob", "X-Amz-Target: SageMaker.CreateEndpoint",
+                        "X-Amz-Target: SageMaker.DeleteEndpoint", "/endpoints/kiln-e2e-dry/invocations",
+                        "\"EnableManagedSpotTraining\":false", "Signature=****", "\"Name\":\"val_acc\"",
+                        "\"Regex\":\"\\\\btest_loss=("})
+    CHECK_MESSAGE(has(out, s), "missing '" << s << "' in:\n" << out);
+  CHECK_FALSE(has(out, MotoServer::get().secret));
+  CHECK_FALSE(has(out, MotoServer::get().key));
+  CHECK(rt.requests == 0);
+  ClientConfig cfg;
+  cfg.region = "us-east-1";
+  cfg.endpoint_url = MotoServer::get().url;
+  cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+  CHECK_THROWS_AS(SageMakerClient(cfg).describe_training_job("kiln-e2e-dry"), AwsError);
+}
+
+TEST_CASE("kiln sagemaker check: credentials, region, role, bucket") {
+  ScopedEnv env;
+  moto_env(env);
+  MotoServer& m = MotoServer::get();
+  std::string role, out;
+  REQUIRE(kiln_test::run_capture("python3 " + kiln_test::helper_script() + " create-role " + m.url + " " + m.key + " " +
+                                     m.secret + " KilnCheckRole sagemaker s3", role) == 0);
+  role.erase(role.find_last_not_of('\n') + 1);
+  REQUIRE(run_kiln({"s3", "mb", "s3://kiln-check"}, out) == 0);
+  int rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-check", "--image", "img:1"}, out);
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK(has(out, "all checks passed"));
+  CHECK(has(out, "AKIA"));
+  CHECK_FALSE(has(out, m.secret));
+  rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-no-such-bucket", "--image", "img:1"}, out);
+  CHECK(rc == 1);
+  CHECK(has(out, "does not exist"));
+}
