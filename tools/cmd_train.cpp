@@ -29,7 +29,7 @@ void declare(Args& a) {
   a.option("--lr-schedule", "NAME", "constant | onecycle (PyTorch OneCycleLR, max_lr --max-lr)", "constant");
   a.option("--max-lr", "LR", "onecycle's max_lr", "0.1");
   a.option("--val-size", "N|P%", "validation records taken from the training file (0 = none)", "10%");
-  a.option("--test-size", "N", "test on the first N test images only (0 = all)", "0");
+  a.option("--test-size", "N|all", "test on the first N test images only (0 = no test)", "all");
   a.option("--test-batch-size", "N", "test batch size (the reference uses 4)", "4");
   a.option("--seed", "S", "seed for initialisation, split, shuffling and augmentation", "0");
   a.option("--threads", "N", "compute threads (0 = all cores)", "0");
@@ -48,6 +48,7 @@ void declare(Args& a) {
   a.option("--patience", "N", "early stopping: epochs without val_loss improvement (0 = off)", "20");
   a.flag("--plain", "plain progress lines even on a terminal");
   a.option("--isa", "NAME", "force kiln's kernels to scalar | avx2 | avx512");
+  a.option("--interrupt-after", "STEP", "testing: behave as if SIGTERM arrived after this step", "0");
   a.option("--opt-ml", "DIR", "SageMaker /opt/ml root (default: $KILN_OPT_ML or /opt/ml)");
 }
 
@@ -75,7 +76,7 @@ kiln::cli::TrainOptions to_options(const Args& a) {
   o.lr_schedule = a.get("--lr-schedule");
   o.max_lr = a.get_double("--max-lr");
   o.val_size = a.get("--val-size");
-  o.test_size = a.get_int("--test-size");
+  o.test_size = a.get("--test-size") == "all" ? -1 : a.get_int("--test-size");
   o.test_batch_size = a.get_int("--test-batch-size");
   o.seed = static_cast<uint64_t>(a.get_int("--seed"));
   o.threads = static_cast<int>(a.get_int("--threads"));
@@ -93,6 +94,7 @@ kiln::cli::TrainOptions to_options(const Args& a) {
   o.log_dir = a.get_or("--log-dir", "");
   o.patience = a.get_int("--patience");
   o.plain_progress = a.flag_set("--plain");
+  o.interrupt_after = a.get_int("--interrupt-after");
   if (a.has("--isa")) kiln::force_isa(kiln::parse_isa(a.get("--isa")));
   return o;
 }

@@ -135,7 +135,7 @@ TrainOutcome run_training(const TrainOptions& opt) {
   std::printf("data: %s (%s%s): %lld train, %lld validation, %lld test images, %lld classes\n",
               ds.root.string().c_str(), ds.format.c_str(), synthetic ? ", SYNTHETIC" : "",
               static_cast<long long>(split.train.size()), static_cast<long long>(split.val.size()),
-              static_cast<long long>(opt.test_size > 0 ? std::min(opt.test_size, test_set.size()) : test_set.size()),
+              static_cast<long long>(opt.test_size >= 0 ? std::min(opt.test_size, test_set.size()) : test_set.size()),
               static_cast<long long>(num_classes));
 
   data::LoaderConfig train_cfg;
@@ -248,6 +248,7 @@ TrainOutcome run_training(const TrainOptions& opt) {
       double n = static_cast<double>(state.epoch_count);
       log.step(state.position, r.count, state.epoch_loss_sum / n, static_cast<double>(state.epoch_correct) / n,
                r.loss, lr_used, state.global_step);
+      if (opt.interrupt_after > 0 && state.global_step == opt.interrupt_after) request_stop_for_test(SIGTERM);
       if (opt.max_steps > 0 && state.global_step >= opt.max_steps) {
         max_steps_reached = true;
         break;
@@ -321,8 +322,8 @@ TrainOutcome run_training(const TrainOptions& opt) {
     log.note("model: " + opt.model_dir.string() + " (config.json, model.safetensors, model.pth)");
   }
 
-  std::vector<int64_t> test_idx(static_cast<size_t>(opt.test_size > 0 ? std::min(opt.test_size, test_set.size())
-                                                                      : test_set.size()));
+  std::vector<int64_t> test_idx(static_cast<size_t>(opt.test_size >= 0 ? std::min(opt.test_size, test_set.size())
+                                                                       : test_set.size()));
   for (size_t i = 0; i < test_idx.size(); ++i) test_idx[i] = static_cast<int64_t>(i);
   if (!test_idx.empty()) {
     if (test_set.num_classes() != num_classes)

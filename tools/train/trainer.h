@@ -27,7 +27,7 @@ struct TrainOptions {
   int64_t num_classes = 0;           // 0: the dataset's
   int64_t epochs = 4, max_steps = 0, batch_size = 128, patience = 20;
   std::string val_size = "10%";      // records or a percentage of the training file
-  int64_t test_batch_size = 4, test_size = 0;  // test_size 0: the whole test set
+  int64_t test_batch_size = 4, test_size = -1;  // -1: the whole test set; 0: no test
   double lr = 2e-4, momentum = 0.9, weight_decay = 5e-4, max_lr = 0.1;
   std::string lr_schedule = "constant";
   uint64_t seed = 0;
@@ -36,6 +36,7 @@ struct TrainOptions {
   int loader_workers = 1;
   double checkpoint_every_min = 0;    // 0: only at epoch ends (and on a signal)
   bool plain_progress = false;        // never draw a progress bar
+  int64_t interrupt_after = 0;        // tests: act as if SIGTERM arrived after this global step
 };
 
 struct TrainOutcome {
