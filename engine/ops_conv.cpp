@@ -78,41 +78,67 @@ std::shared_ptr<ConvPrims> get_prims(const Tensor& x, const Tensor& w, bool has_
   return p;
 }
 
+bool is_ref(const dnnl::primitive_desc_base& pd) {
+  return std::string(pd.impl_info_str()).rfind("ref", 0) == 0;
+}
+
+// Backward primitives are first asked for the exact layouts the forward produced (activations)
+// and the parameter has (weights), so nothing is reordered; only if no optimized
+// implementation takes those do they fall back to `any` (then the op reorders, and the
+// fast-path test says so).
 void ensure_bwd_data(ConvPrims& p) {
   if (p.bwd_data_ready) return;
-  dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, p.src_any,
-                                             p.weights_any, p.dst_any, p.strides, p.padding,
-                                             p.padding);
-  p.bwd_data_pd = dnnl::convolution_backward_data::primitive_desc(desc, cpu_engine(), p.fwd_pd);
+  auto make = [&](const memory::desc& diff_src, const memory::desc& diff_dst) {
+    dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, diff_src,
+                                               p.weights_any, diff_dst, p.strides, p.padding,
+                                               p.padding);
+    return dnnl::convolution_backward_data::primitive_desc(desc, cpu_engine(), p.fwd_pd);
+  };
+  bool done = false;
+  try {
+    auto pd = make(p.fwd_pd.src_desc(), p.fwd_pd.dst_desc());
+    if (!is_ref(pd)) {
+      p.bwd_data_pd = pd;
+      done = true;
+    }
+  } catch (const dnnl::error&) {
+  }
+  if (!done) p.bwd_data_pd = make(p.src_any, p.dst_any);
   p.bwd_data = dnnl::convolution_backward_data(p.bwd_data_pd);
   note_primitive("conv_bwd_data", p.bwd_data_pd);
   p.bwd_data_ready = true;
 }
 
-// diff_weights in the parameter's own layout when an optimized implementation accepts it,
-// so the gradient lands in the arena without a reorder; otherwise whatever oneDNN prefers.
 void ensure_bwd_weights(ConvPrims& p, const memory::desc& weights_md) {
   if (p.bwd_weights_ready) return;
-  auto make = [&](const memory::desc& dw_md) {
+  auto make = [&](const memory::desc& src, const memory::desc& dw_md,
+                  const memory::desc& diff_dst) {
     auto desc = p.has_bias
-        ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct,
-                                                   p.src_any, dw_md, p.bias_any, p.dst_any,
-                                                   p.strides, p.padding, p.padding)
-        : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct,
-                                                   p.src_any, dw_md, p.dst_any, p.strides,
-                                                   p.padding, p.padding);
+        ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src,
+                                                   dw_md, p.bias_any, diff_dst, p.strides,
+                                                   p.padding, p.padding)
+        : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, src,
+                                                   dw_md, diff_dst, p.strides, p.padding,
+                                                   p.padding);
     return dnnl::convolution_backward_weights::primitive_desc(desc, cpu_engine(), p.fwd_pd);
   };
+  const memory::desc tries[3][3] = {
+      {p.fwd_pd.src_desc(), weights_md, p.fwd_pd.dst_desc()},
+      {p.src_any, weights_md, p.dst_any},
+      {p.src_any, p.weights_any, p.dst_any},
+  };
   bool done = false;
-  try {
-    auto pd = make(weights_md);
-    if (std::string(pd.impl_info_str()).rfind("ref", 0) != 0) {
-      p.bwd_weights_pd = pd;
-      done = true;
+  for (int i = 0; i < 3 && !done; ++i) {
+    try {
+      auto pd = make(tries[i][0], tries[i][1], tries[i][2]);
+      if (!is_ref(pd) || i == 2) {
+        p.bwd_weights_pd = pd;
+        done = true;
+      }
+    } catch (const dnnl::error&) {
+      if (i == 2) throw;
     }
-  } catch (const dnnl::error&) {
   }
-  if (!done) p.bwd_weights_pd = make(p.weights_any);
   p.bwd_weights = dnnl::convolution_backward_weights(p.bwd_weights_pd);
   note_primitive("conv_bwd_weights", p.bwd_weights_pd);
   p.bwd_weights_ready = true;
