@@ -30,7 +30,8 @@ struct ServerOptions {
   size_t max_body_bytes = 6u << 20;     // SageMaker's 6 MiB; larger bodies are 413
   int64_t default_top_k = 5;            // JSON answers
   size_t max_connections = 512;         // HTTP threads (one per open connection)
-  int keep_alive_seconds = 60;          // idle keep-alive connections are closed after this
+  int keep_alive_seconds = 5;           // idle keep-alive connections are closed after this (also
+                                        // bounds how long a shutdown waits for idle connections)
   std::FILE* access_log = stdout;       // one line per request; nullptr: none
 };
 

@@ -36,6 +36,7 @@ kiln::serve::Model load_model(const std::string& dir, int threads, int64_t max_b
   const auto t0 = Clock::now();
   kiln::set_num_threads(threads);
   kiln::cli::LoadedModel loaded = kiln::cli::load_model_dir(dir);
+  const auto t_read = Clock::now();
   const kiln::cli::ModelConfig& cfg = loaded.config;
   kiln::models::ResNetConfig rc;
   rc.arch = cfg.arch;
@@ -44,6 +45,7 @@ kiln::serve::Model load_model(const std::string& dir, int threads, int64_t max_b
   clf->net().load_state_dict(loaded.weights, /*allow_head_reinit=*/false);
   clf->set_image_size(cfg.image_size);
   loaded.weights.clear();
+  const auto t_built = Clock::now();
 
   kiln::serve::Model m;
   m.input.image_size = cfg.image_size;
@@ -63,13 +65,17 @@ kiln::serve::Model load_model(const std::string& dir, int threads, int64_t max_b
     std::vector<float> x(static_cast<size_t>(n * plane), 0.f), y(static_cast<size_t>(n * cfg.num_classes));
     m.predict(x.data(), n, y.data());
   }
-  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
-  char buf[256];
+  auto secs = [](Clock::time_point a, Clock::time_point b) {
+    return std::chrono::duration<double>(b - a).count();
+  };
+  const auto t_end = Clock::now();
+  char buf[512];
   std::snprintf(buf, sizeof buf,
-                "kiln serve: model %s (%lld classes, %s data) loaded from %s in %.2f s; "
-                "isa %s, %d threads; ready",
+                "kiln serve: model %s (%lld classes, %s data) from %s ready in %.2f s (read %.2f, "
+                "build %.2f, warm-up %.2f); isa %s, %d threads",
                 cfg.arch.c_str(), static_cast<long long>(cfg.num_classes), cfg.dataset.c_str(),
-                loaded.weights_file.string().c_str(), s, kiln::isa_name(kiln::active_isa()),
+                loaded.weights_file.string().c_str(), secs(t0, t_end), secs(t0, t_read),
+                secs(t_read, t_built), secs(t_built, t_end), kiln::isa_name(kiln::active_isa()),
                 kiln::num_threads());
   say(buf);
   return m;

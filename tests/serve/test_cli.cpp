@@ -361,7 +361,9 @@ TEST_CASE("kiln serve on the AVX2 path predicts like the AVX-512 path") {
     auto more = post_npy(c, file("pixels.npy"));
     ref512.insert(ref512.end(), more.begin(), more.end());
   }
-  KilnServe avx2("avx2", {"--isa", "avx2"}, {{"KILN_ISA", "avx2"}, {"ONEDNN_MAX_CPU_ISA", "AVX2"}});
+  // ONEDNN_VERBOSE=1 logs each primitive's implementation: proof that oneDNN ran AVX2 kernels.
+  KilnServe avx2("avx2", {"--isa", "avx2", "--no-access-log"},
+                 {{"KILN_ISA", "avx2"}, {"ONEDNN_MAX_CPU_ISA", "AVX2"}, {"ONEDNN_VERBOSE", "1"}});
   REQUIRE(avx2.wait_ready() > 0);
   CHECK(avx2.read_log().find("isa avx2") != std::string::npos);
   auto c = client(avx2.port());
@@ -377,6 +379,10 @@ TEST_CASE("kiln serve on the AVX2 path predicts like the AVX-512 path") {
     CHECK(a - got.begin() == b - ref512.begin());
   }
   CHECK(avx2.terminate(30s) == 0);
+  std::string log = avx2.read_log();
+  CHECK(log.find("exec,cpu,convolution") != std::string::npos);
+  CHECK(log.find(":avx2,") != std::string::npos);
+  CHECK(log.find("avx512") == std::string::npos);
 }
 
 TEST_CASE("kiln serve: SIGTERM finishes in-flight requests and exits 0 within 30 s") {
