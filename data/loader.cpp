@@ -4,6 +4,7 @@
 #include "data/loader.h"
 
 #include <algorithm>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -61,6 +62,7 @@ struct Loader::Impl {
   int64_t claim_g = 0;
   bool stop = false;
   std::exception_ptr error;
+  LoaderStats stats;
 
   mutable std::mutex perm_mu;
   mutable std::map<int64_t, std::shared_ptr<const std::vector<int64_t>>> perms;
@@ -206,11 +208,18 @@ bool Loader::next(Batch& out) {
       m.in_use = -1;
       m.cv_work.notify_all();
     }
-    m.cv_ready.wait(lock, [&] { return m.error || (slot.g == g && slot.state == SlotState::ready); });
+    auto ready = [&] { return m.error || (slot.g == g && slot.state == SlotState::ready); };
+    if (!ready()) {
+      const auto t0 = std::chrono::steady_clock::now();
+      m.cv_ready.wait(lock, ready);
+      ++m.stats.waited;
+      m.stats.wait_s += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
     if (m.error) std::rethrow_exception(m.error);
     slot.state = SlotState::in_use;
     m.in_use = static_cast<int>(g % nslots);
   }
+  ++m.stats.batches;
   out.images = slot.images.get();
   out.labels = slot.labels.get();
   out.n = slot.n;
@@ -223,6 +232,11 @@ bool Loader::next(Batch& out) {
 int64_t Loader::batches_per_epoch() const { return impl_->bpe; }
 int64_t Loader::size() const { return static_cast<int64_t>(impl_->indices.size()); }
 const LoaderConfig& Loader::config() const { return impl_->cfg; }
+
+LoaderStats Loader::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->stats;
+}
 
 LoaderState Loader::state() const { return {impl_->epoch, impl_->position, impl_->cfg.seed}; }
 

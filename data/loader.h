@@ -43,6 +43,13 @@ struct Batch {
   int64_t epoch = 0, index = 0;     // which batch this is
 };
 
+// How often the consumer found its batch not ready yet (the training loop waited).
+struct LoaderStats {
+  int64_t batches = 0;  // returned by next()
+  int64_t waited = 0;   // of which the caller had to wait for a worker
+  double wait_s = 0;    // total time the caller waited
+};
+
 class Loader {
  public:
   // `indices` are records of `ds` (e.g. SplitIndices::train); `ds` must outlive the loader.
@@ -58,6 +65,7 @@ class Loader {
   LoaderState state() const;
   void restore(const LoaderState& s);
   const LoaderConfig& config() const;
+  LoaderStats stats() const;
 
   // The synchronous building block the workers use: fills batch `index` of `epoch` into
   // images (batch_size*3072 floats) and labels; returns the batch's n.

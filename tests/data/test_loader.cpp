@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <cstring>
+#include <chrono>
 #include <set>
+#include <thread>
 
 #include "core/error.h"
 #include "data/loader.h"
@@ -172,4 +174,20 @@ TEST_CASE("an empty index list gives no batches") {
   Batch b;
   CHECK(l.batches_per_epoch() == 0);
   CHECK_FALSE(l.next(b));
+}
+
+TEST_CASE("workers prefetch: a consumer slower than the workers never waits after the first batch") {
+  const Dataset ds = small_dataset(64);
+  std::vector<int64_t> idx(64);
+  for (int64_t i = 0; i < 64; ++i) idx[static_cast<size_t>(i)] = i;
+  Loader l(ds, idx, {.batch_size = 8, .seed = 1, .workers = 1, .prefetch = 4});
+  Batch b;
+  for (int k = 0; k < 6; ++k) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // "training" the batch
+    REQUIRE(l.next(b));
+  }
+  const LoaderStats s = l.stats();
+  CHECK(s.batches == 6);
+  // Generous for a loaded 2-core machine: filling 8 images takes well under a millisecond of CPU.
+  CHECK_MESSAGE(s.waited <= 1, "the consumer waited for ", s.waited, " of 6 batches (", s.wait_s, " s)");
 }
