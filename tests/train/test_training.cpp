@@ -228,3 +228,23 @@ TEST_CASE("SageMaker container contract on a temporary /opt/ml tree, and its fai
   CHECK(failure.find("batch-size") != std::string::npos);  // the known names are listed
   CHECK(failure.find("learning_rate") < 1024);  // SageMaker shows the first 1024 characters
 }
+
+TEST_CASE("kiln pipeline --local end to end on synthetic data (short settings)") {
+  kiln::test::TempDir tmp("pipeline");
+  synth(tmp.path / "syn", 10, 96, 16, 6);
+  auto r = run_command(kiln_cmd() + " pipeline --local --data " + quote((tmp.path / "syn").string()) +
+                       " --max-steps 2 --batch-size 8 --val-size 8 --test-size 8 --threads 2 --work-dir " +
+                       quote((tmp.path / "work").string()));
+  INFO(r.output);
+  REQUIRE(r.status == 0);
+  CHECK(r.output.find("SYNTHETIC") != std::string::npos);
+  CHECK(r.output.find("SHORTENED") != std::string::npos);
+  CHECK(r.output.find("hyperparameters.json: {\"arch\":\"\\\"resnet18\\\"\"") != std::string::npos);
+  CHECK(r.output.find("GET /ping 200") != std::string::npos);
+  CHECK(r.output.find("ground truth") != std::string::npos);
+  CHECK(r.output.find("test accuracy on SYNTHETIC data") != std::string::npos);
+  CHECK(r.output.find("kiln serve stopped") != std::string::npos);
+  // model.tar.gz holds the model dir's files at its top level, as SageMaker packs /opt/ml/model.
+  auto t = run_command("tar tzf " + quote((tmp.path / "work" / "output" / "model.tar.gz").string()) + " | sort");
+  CHECK(t.output == "config.json\nmodel.pth\nmodel.safetensors\n");
+}
