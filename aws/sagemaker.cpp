@@ -136,7 +136,10 @@ static json poll(const PollPolicy& p, const std::string& what, Describe describe
     if (std::chrono::steady_clock::now() + delay > deadline)
       throw Error(what + ": still not finished after " + std::to_string(p.timeout.count()) + " s",
                   "it may still be running: check the AWS console, or wait again");
-    std::this_thread::sleep_for(delay);
+    for (auto slept = std::chrono::milliseconds(0); slept < delay; slept += std::chrono::milliseconds(100)) {
+      if (p.cancelled && p.cancelled()) throw Error(what + ": interrupted while waiting");
+      std::this_thread::sleep_for(std::min(std::chrono::milliseconds(100), delay - slept));
+    }
     delay = std::min(p.max, std::chrono::milliseconds(delay.count() * 3 / 2));
   }
 }

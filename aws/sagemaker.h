@@ -49,6 +49,7 @@ std::vector<std::pair<std::string, std::string>> kiln_metric_definitions();
 struct PollPolicy {
   std::chrono::milliseconds initial{5000}, max{60000};
   std::chrono::seconds timeout{72 * 3600};
+  std::function<bool()> cancelled;  // checked every 100 ms while waiting; true stops with an Error
 };
 
 class SageMakerClient {

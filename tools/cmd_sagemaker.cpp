@@ -167,6 +167,7 @@ Session make_session(Args& a) {
   if (!(poll_s > 0 && poll_s <= 600)) kiln::fail("--poll-seconds", "a number in (0, 600]", a.get("--poll-seconds"));
   s.poll.initial = std::chrono::milliseconds(static_cast<int64_t>(poll_s * 1000));
   s.poll.max = std::max(s.poll.initial, std::chrono::milliseconds(60000));
+  s.poll.cancelled = [] { return g_interrupted.load(); };
   return s;
 }
 
@@ -441,9 +442,6 @@ int with_session(const std::string& sub, const std::string& desc, const std::vec
 }
 
 int run_all(Session& s) {
-  g_interrupted = false;
-  auto old_int = std::signal(SIGINT, on_sigint);
-  auto old_term = std::signal(SIGTERM, on_sigint);
   int rc = 0;
   bool deploy_started = false;
   try {
@@ -476,8 +474,6 @@ int run_all(Session& s) {
   } else {
     std::printf("nothing was deployed\n");
   }
-  std::signal(SIGINT, old_int);
-  std::signal(SIGTERM, old_term);
   return rc;
 }
 
@@ -496,6 +492,17 @@ int run_sagemaker(const std::vector<std::string>& argv) {
     std::fputs(usage, argv.empty() ? stderr : stdout);
     return argv.empty() ? 2 : 0;
   }
+  // Ctrl-C / SIGTERM: the current wait stops (train then stops its job; run cleans up).
+  struct Handlers {
+    void (*old_int)(int), (*old_term)(int);
+    Handlers() : old_int(std::signal(SIGINT, on_sigint)), old_term(std::signal(SIGTERM, on_sigint)) {
+      g_interrupted = false;
+    }
+    ~Handlers() {
+      std::signal(SIGINT, old_int);
+      std::signal(SIGTERM, old_term);
+    }
+  } handlers;
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   const std::string& sub = argv[0];
   if (sub == "check")
