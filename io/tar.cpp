@@ -71,7 +71,7 @@ void parse_pax(std::string_view d, std::string& path, uint64_t& size, bool& has_
       if (d[i] < '0' || d[i] > '9' || len > (uint64_t(1) << 40)) fail(ctx, "a decimal record length", "other bytes");
       len = len * 10 + static_cast<uint64_t>(d[i] - '0');
     }
-    if (len <= sp - pos || len > d.size() - pos) fail(ctx, "a record inside the header", "a length past its end");
+    if (len < sp - pos + 2 || len > d.size() - pos) fail(ctx, "a record inside the header", "a bad record length");
     std::string_view rec = d.substr(sp + 1, pos + len - sp - 2);  // without the trailing '\n'
     size_t eq = rec.find('=');
     if (eq != std::string_view::npos) {
