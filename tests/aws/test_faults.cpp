@@ -330,3 +330,32 @@ TEST_CASE("S3 multipart: a failed part aborts the upload") {
   CHECK(fake.count("complete") == 0);
   CHECK(fake.count("abort") == 1);
 }
+
+// HTTPS: a local TLS server with a self-signed certificate (made at test time) is refused while
+// verification is on, and accepted once AWS_CA_BUNDLE names its certificate.
+TEST_CASE("HTTPS verifies the server certificate; AWS_CA_BUNDLE adds a trusted CA") {
+  ScopedEnv env;
+  kiln_test::TempDir d;
+  std::string out;
+  int rc = kiln_test::run_capture(
+      "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
+          (d / "key.pem").string() + " -out " + (d / "cert.pem").string() + " 2>&1",
+      out);
+  REQUIRE_MESSAGE(rc == 0, "openssl req failed: " << out);
+  httplib::SSLServer svr((d / "cert.pem").c_str(), (d / "key.pem").c_str());
+  REQUIRE(svr.is_valid());
+  svr.Post("/", [](const httplib::Request&, httplib::Response& res) { res.set_content("{\"ok\":1}", "application/json"); });
+  int port = svr.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { svr.listen_after_bind(); });
+  for (int i = 0; i < 200 && !svr.is_running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ClientConfig cfg;
+  cfg.region = "us-east-1";
+  cfg.endpoint_url = "https://127.0.0.1:" + std::to_string(port);
+  cfg.credentials = CredentialChain::fixed({"AKIDEXAMPLE", "secret", "", {}, "test"});
+  cfg.retry.max_attempts = 1;
+  CHECK_THROWS_WITH_AS(call_sm(cfg), doctest::Contains("SSL"), TransportError);
+  env.set("AWS_CA_BUNDLE", (d / "cert.pem").string());
+  CHECK(call_sm(cfg)["ok"] == 1);
+  svr.stop();
+  t.join();
+}
