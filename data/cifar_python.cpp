@@ -1,8 +1,9 @@
-// CIFAR-100's python version: the pickled dicts `train`, `test` (b"data": uint8 (N,3072) in
+// CIFAR-100's python version, and both versions' .tar.gz archives. The python version: the pickled dicts `train`, `test` (b"data": uint8 (N,3072) in
 // R,G,B planes, b"fine_labels": N ints) and `meta` (b"fine_label_names"), read with io's
 // restricted unpickler (nothing executes), either from cifar-100-python/ or straight from
 // cifar-100-python.tar.gz in memory (gunzip, tar, unpickle).
 #include <cstring>
+#include <map>
 
 #include "core/error.h"
 #include "data/dataset.h"
@@ -62,31 +63,50 @@ Dataset parse_cifar_python_split(std::string_view pickle, const std::string& wha
   return ds;
 }
 
-Cifar100 parse_cifar_python_targz(std::string_view targz, const std::string& what) {
+Cifar100 parse_cifar_targz(std::string_view targz, const std::string& what) {
   const std::string tar = io::gunzip(targz, what, kMaxTarBytes);
   const std::vector<io::TarEntry> entries = io::parse_tar(tar, what);
-  const io::TarEntry *train = nullptr, *test = nullptr, *meta = nullptr;
-  bool synthetic = false;
+  std::map<std::string, const io::TarEntry*> by_base;
   for (const auto& e : entries) {
     if (e.is_dir) continue;
     const auto slash = e.name.rfind('/');
-    const std::string base = slash == std::string::npos ? e.name : e.name.substr(slash + 1);
-    if (base == "train") train = &e;
-    else if (base == "test") test = &e;
-    else if (base == "meta") meta = &e;
-    else if (base == kSyntheticMarker) synthetic = true;
+    by_base[slash == std::string::npos ? e.name : e.name.substr(slash + 1)] = &e;
   }
-  if (!train || !test || !meta)
-    fail(what, "a tar.gz holding cifar-100-python/train, test and meta",
-         std::string("an archive without ") + (!train ? "train" : !test ? "test" : "meta"),
-         "download cifar-100-python.tar.gz again (kiln download cifar100)");
+  auto member = [&](const char* base) {
+    auto it = by_base.find(base);
+    return it == by_base.end() ? nullptr : it->second;
+  };
   Cifar100 c;
-  c.format = "python-tar.gz";
-  c.synthetic = synthetic;
-  const auto names = parse_cifar_python_meta(meta->data, what + ":" + meta->name);
-  c.train = parse_cifar_python_split(train->data, what + ":" + train->name, names);
-  c.test = parse_cifar_python_split(test->data, what + ":" + test->name, names);
-  c.train.synthetic = c.test.synthetic = synthetic;
+  c.synthetic = member(kSyntheticMarker) != nullptr;
+  if (member("train.bin") && member("test.bin")) {
+    // The binary version's archive (cifar-100-binary.tar.gz).
+    const io::TarEntry* names = member("fine_label_names.txt");
+    if (!names)
+      fail(what, "fine_label_names.txt next to train.bin in the archive", "no such member");
+    c.format = "binary-tar.gz";
+    const auto n = parse_label_names(names->data, what + ":" + names->name);
+    if (n.size() > 100) fail(what + ":" + names->name, "at most 100 class names", std::to_string(n.size()));
+    c.train = parse_cifar_binary(member("train.bin")->data, what + ":" + member("train.bin")->name, n);
+    c.test = parse_cifar_binary(member("test.bin")->data, what + ":" + member("test.bin")->name, n);
+  } else {
+    const io::TarEntry *train = member("train"), *test = member("test"), *meta = member("meta");
+    if (!train || !test || !meta)
+      fail(what, "a tar.gz holding cifar-100-python/train, test and meta (or cifar-100-binary/train.bin, test.bin)",
+           std::string("an archive without ") + (!train ? "train" : !test ? "test" : "meta"),
+           "download cifar-100-python.tar.gz again (kiln download cifar100)");
+    c.format = "python-tar.gz";
+    const auto names = parse_cifar_python_meta(meta->data, what + ":" + meta->name);
+    c.train = parse_cifar_python_split(train->data, what + ":" + train->name, names);
+    c.test = parse_cifar_python_split(test->data, what + ":" + test->name, names);
+  }
+  c.train.synthetic = c.test.synthetic = c.synthetic;
+  return c;
+}
+
+Cifar100 parse_cifar_python_targz(std::string_view targz, const std::string& what) {
+  Cifar100 c = parse_cifar_targz(targz, what);
+  if (c.format != "python-tar.gz")
+    fail(what, "the python version's archive (cifar-100-python.tar.gz)", "the " + c.format + " version");
   return c;
 }
 

@@ -127,8 +127,10 @@ std::string find_cifar100(const fs::path& dir, std::string* format) {
   if (has_python(dir)) return found(dir, "python");
   if (has_python(dir / "cifar-100-python")) return found(dir / "cifar-100-python", "python");
   if (is_targz(dir / "cifar-100-python.tar.gz"))
-    return found(dir / "cifar-100-python.tar.gz", "python-tar.gz");
-  if (is_targz(dir)) return found(dir, "python-tar.gz");
+    return found(dir / "cifar-100-python.tar.gz", "tar.gz");
+  if (is_targz(dir / "cifar-100-binary.tar.gz"))
+    return found(dir / "cifar-100-binary.tar.gz", "tar.gz");
+  if (is_targz(dir)) return found(dir, "tar.gz");
   return {};
 }
 
@@ -140,12 +142,12 @@ Cifar100 load_cifar100(const fs::path& dir) {
     const std::string state = fs::exists(dir, ec) ? "none of them" : "no such directory";
     fail("--data " + dir.string(),
          "CIFAR-100 as train.bin+test.bin, cifar-100-binary/, train+test+meta, "
-         "cifar-100-python/ or cifar-100-python.tar.gz",
+         "cifar-100-python/, cifar-100-python.tar.gz or cifar-100-binary.tar.gz",
          state, kPutFilesHint);
   }
   if (format == "binary") return load_binary(where);
   if (format == "python") return load_python(where);
-  Cifar100 c = parse_cifar_python_targz(read_file(where), where);
+  Cifar100 c = parse_cifar_targz(read_file(where), where);
   c.root = where;
   return c;
 }

@@ -29,7 +29,7 @@ struct Dataset {
 // Both halves of CIFAR-100 as found under one directory.
 struct Cifar100 {
   Dataset train, test;
-  std::string format;          // "binary", "python" or "python-tar.gz"
+  std::string format;          // "binary", "python", "python-tar.gz" or "binary-tar.gz"
   std::filesystem::path root;  // the folder (or archive) actually read
   bool synthetic = false;
 };
@@ -39,7 +39,9 @@ struct Cifar100 {
 //   2. dir/cifar-100-binary/train.bin + test.bin          (binary version, as extracted)
 //   3. dir/train + dir/test + dir/meta                    (python version, folder itself)
 //   4. dir/cifar-100-python/{train,test,meta}             (python version, as extracted)
-//   5. dir/cifar-100-python.tar.gz, or dir itself is a .tar.gz file (read in memory)
+//   5. dir/cifar-100-python.tar.gz                      (python version's archive, in memory)
+//   6. dir/cifar-100-binary.tar.gz                      (binary version's archive, in memory)
+//   7. dir itself is a .tar.gz file of either version
 // Throws kiln::Error listing what was looked for when nothing matches.
 Cifar100 load_cifar100(const std::filesystem::path& dir);
 
@@ -58,8 +60,10 @@ std::vector<std::string> parse_label_names(std::string_view text, const std::str
 std::vector<std::string> parse_cifar_python_meta(std::string_view pickle, const std::string& what);
 Dataset parse_cifar_python_split(std::string_view pickle, const std::string& what,
                                  const std::vector<std::string>& class_names);
-// The whole cifar-100-python.tar.gz in memory.
+// The whole cifar-100-python.tar.gz in memory (anything else is an error).
 Cifar100 parse_cifar_python_targz(std::string_view targz, const std::string& what);
+// Either version's archive (cifar-100-python.tar.gz or cifar-100-binary.tar.gz), in memory.
+Cifar100 parse_cifar_targz(std::string_view targz, const std::string& what);
 
 // The marker file `kiln synth` writes next to train.bin so every consumer can tell.
 inline constexpr const char* kSyntheticMarker = "SYNTHETIC";

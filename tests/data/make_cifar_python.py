@@ -1,6 +1,6 @@
 # Writes a small CIFAR-100 python-version dataset the way the published one is laid out:
 # DIR/cifar-100-python/{train,test,meta}, DIR/cifar-100-python.tar.gz and, for cross-checks,
-# the same records in the binary version under DIR/cifar-100-binary/.
+# the same records in the binary version under DIR/cifar-100-binary/ (and its .tar.gz).
 # `train` and `meta` are hand-written Python 2 cPickle protocol 2 streams (what the real files
 # are: SHORT_BINSTRING keys, numpy _reconstruct); `test` is Python 3's pickle protocol 2
 # (bytes through _codecs.encode). Usage: make_cifar_python.py DIR NTRAIN NTEST [extra tar member]
@@ -75,4 +75,6 @@ for name, x, y in (("train.bin", tr_x, tr_y), ("test.bin", te_x, te_y)):
     recs = np.concatenate([np.array([[yy // 5, yy] for yy in y], dtype=np.uint8), x], axis=1)
     recs.tofile(os.path.join(b, name))
 open(os.path.join(b, "fine_label_names.txt"), "w").write("\n".join(names) + "\n\n")
+with tarfile.open(os.path.join(d, "cifar-100-binary.tar.gz"), "w:gz", format=tarfile.USTAR_FORMAT) as t:
+    t.add(b, arcname="cifar-100-binary")
 print("ok")

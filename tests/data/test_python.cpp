@@ -70,8 +70,17 @@ TEST_CASE("the python version, its tar.gz and the binary version hold the same r
   CHECK(format == "python");
   fs::remove_all(d.path / "cifar-100-python");
   CHECK(find_cifar100(d.path, &format) == (d.path / "cifar-100-python.tar.gz").string());
-  CHECK(format == "python-tar.gz");
-  CHECK(load_cifar100(d.path).train.size() == 60);
+  CHECK(format == "tar.gz");
+  CHECK(load_cifar100(d.path).format == "python-tar.gz");
+  fs::remove(d.path / "cifar-100-python.tar.gz");
+  CHECK(find_cifar100(d.path, &format) == (d.path / "cifar-100-binary.tar.gz").string());
+  const Cifar100 btgz = load_cifar100(d.path);
+  CHECK(btgz.format == "binary-tar.gz");
+  check_same(bin.train, btgz.train);
+  check_same(bin.test, btgz.test);
+  // The binary archive is not the python version's.
+  CHECK(error_of([&] { parse_cifar_python_targz(kiln::read_file(d.path / "cifar-100-binary.tar.gz"), "b.tar.gz"); })
+            .find("the binary-tar.gz version") != std::string::npos);
 }
 
 TEST_CASE("a SYNTHETIC member in the archive marks the dataset synthetic") {
@@ -118,4 +127,10 @@ TEST_CASE("corrupt python-version inputs name the file and what is wrong") {
     parse_cifar_python_targz(kiln::io::gzip(kiln::io::encode_tar({{"cifar-100-python/train", false, train}})), "m.tar.gz");
   });
   CHECK(nometa.find("without test") != std::string::npos);
+  const std::string nonames = error_of([&] {
+    parse_cifar_targz(kiln::io::gzip(kiln::io::encode_tar({{"b/train.bin", false, std::string(3074, '\0')},
+                                                          {"b/test.bin", false, std::string(3074, '\0')}})),
+                      "n.tar.gz");
+  });
+  CHECK(nonames.find("fine_label_names.txt") != std::string::npos);
 }
