@@ -29,8 +29,7 @@ class Rng {
  public:
   explicit Rng(uint64_t seed) : state_(seed) {}
   uint64_t next() { return splitmix64(state_); }
-  // Uniform in [0, n), n > 0 (Lemire's method without the rejection bias fix-up is not enough
-  // for exact uniformity; use rejection on the 64-bit range).
+  // Uniform in [0, n), n > 0: rejection sampling removes the modulo bias.
   uint64_t below(uint64_t n) {
     uint64_t limit = ~uint64_t{0} - (~uint64_t{0} % n);
     uint64_t x;
