@@ -47,7 +47,8 @@ int64_t resolve_val_size(const std::string& text, int64_t n) {
   return v;
 }
 
-EvalResult evaluate_loader(models::Classifier& clf, data::Loader& loader, int64_t num_classes) {
+EvalResult evaluate_loader(models::Classifier& clf, data::Loader& loader, int64_t num_classes,
+                           bool stop_on_signal) {
   EvalResult r;
   r.class_total.assign(static_cast<size_t>(num_classes), 0);
   r.class_correct.assign(static_cast<size_t>(num_classes), 0);
@@ -56,6 +57,10 @@ EvalResult evaluate_loader(models::Classifier& clf, data::Loader& loader, int64_
   int64_t correct = 0;
   data::Batch b;
   while (loader.next(b)) {
+    if (stop_on_signal && stop_requested()) {
+      r.interrupted = true;
+      break;
+    }
     log_probs.resize(static_cast<size_t>(b.n * num_classes));
     clf.predict_log_probs(b.images, b.n, log_probs.data());
     for (int64_t i = 0; i < b.n; ++i) {
@@ -217,6 +222,20 @@ TrainOutcome run_training(const TrainOptions& opt) {
     out.last_checkpoint = write_checkpoint(opt.checkpoint_dir, c);
   };
 
+  // SIGTERM/SIGINT: checkpoint the state as it is (a resumed run redoes an unfinished validation).
+  auto interrupted = [&](const std::string& where) {
+    out.interrupted = true;
+    int sig = stop_signal();
+    save();
+    log.note(std::string("interrupted by ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + where + " at epoch " +
+             std::to_string(state.epoch + 1) + " batch " + std::to_string(state.position) + " (step " +
+             std::to_string(state.global_step) + ")" +
+             (out.last_checkpoint.empty() ? "; no --checkpoint-dir, nothing saved"
+                                          : "; checkpoint " + out.last_checkpoint.string() + "; continue with --resume"));
+    out.exit_code = 128 + sig;
+    out.global_step = state.global_step;
+    return out;
+  };
   install_stop_handlers();
   struct Restore {
     ~Restore() { remove_stop_handlers(); }
@@ -259,19 +278,7 @@ TrainOutcome run_training(const TrainOptions& opt) {
         last_checkpoint_time = Clock::now();
       }
     }
-    if (stop_requested()) {
-      out.interrupted = true;
-      int sig = stop_signal();
-      save();
-      log.note(std::string("interrupted by ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") + " at epoch " +
-               std::to_string(state.epoch + 1) + " batch " + std::to_string(state.position) + " (step " +
-               std::to_string(state.global_step) + ")" +
-               (out.last_checkpoint.empty() ? "; no --checkpoint-dir, nothing saved"
-                                            : "; checkpoint " + out.last_checkpoint.string() + "; continue with --resume"));
-      out.exit_code = 128 + sig;
-      out.global_step = state.global_step;
-      return out;
-    }
+    if (stop_requested()) return interrupted("");
     double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
     EpochMetrics m;
     m.epoch = state.epoch + 1;
@@ -283,7 +290,8 @@ TrainOutcome run_training(const TrainOptions& opt) {
     m.images_per_s = seconds > 0 ? static_cast<double>(images) / seconds : 0;
     if (val_size > 0) {
       data::Loader val_loader(ds.train, split.val, eval_cfg);
-      EvalResult v = evaluate_loader(clf, val_loader, num_classes);
+      EvalResult v = evaluate_loader(clf, val_loader, num_classes, /*stop_on_signal=*/true);
+      if (v.interrupted) return interrupted(" during validation");
       m.val_loss = v.loss;
       m.val_acc = v.acc;
       // Lightning's EarlyStopping(monitor="val_loss", mode="min", min_delta=0, patience).
@@ -331,7 +339,16 @@ TrainOutcome run_training(const TrainOptions& opt) {
     data::LoaderConfig test_cfg = eval_cfg;
     test_cfg.batch_size = opt.test_batch_size;
     data::Loader test_loader(test_set, test_idx, test_cfg);
-    EvalResult t = evaluate_loader(clf, test_loader, num_classes);
+    EvalResult t = evaluate_loader(clf, test_loader, num_classes, /*stop_on_signal=*/true);
+    if (t.interrupted) {
+      // Training is over and the model directory written: the test is simply skipped.
+      int sig = stop_signal();
+      log.note(std::string("interrupted by ") + (sig == SIGTERM ? "SIGTERM" : "SIGINT") +
+               " during the test: training finished, test skipped");
+      out.interrupted = true;
+      out.exit_code = 128 + sig;
+      return out;
+    }
     out.tested = true;
     out.test_loss = t.loss;
     out.test_acc = t.acc;

@@ -56,8 +56,10 @@ struct EvalResult {
   double loss = 0, acc = 0;
   int64_t count = 0;
   std::vector<int64_t> class_total, class_correct;
+  bool interrupted = false;  // stopped early by SIGTERM/SIGINT (only when stop_on_signal)
 };
-EvalResult evaluate_loader(models::Classifier& clf, data::Loader& loader, int64_t num_classes);
+EvalResult evaluate_loader(models::Classifier& clf, data::Loader& loader, int64_t num_classes,
+                           bool stop_on_signal = false);
 
 // "10%" or "5000" -> records out of n (throws kiln::Error when malformed or > n).
 int64_t resolve_val_size(const std::string& text, int64_t n);
