@@ -1,0 +1,161 @@
+// The model commands through the built binary (KILN_BIN): `kiln predict` reproduces PyTorch's
+// eval-mode log_softmax from .pth, .safetensors and a model directory; `kiln summary` prints
+// torchvision's parameter totals; `kiln bench` ends with the line scripts grep; bad inputs
+// fail with a message naming the file and what was expected.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <string>
+
+#include "io/npy.h"
+#include "io/pth.h"
+#include "io/safetensors.h"
+#include "tests/models/fixtures.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Run {
+  int rc = -1;
+  std::string out;  // stdout and stderr together
+};
+
+std::string kiln_bin() {
+  const char* p = std::getenv("KILN_BIN");
+  REQUIRE_MESSAGE(p != nullptr, "KILN_BIN is not set: run through `meson test`");
+  return p;
+}
+
+Run run_kiln(const std::string& args) {
+  Run r;
+  std::string cmd = kiln_bin() + " " + args + " 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  REQUIRE(f != nullptr);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
+  int status = pclose(f);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string last_line(const std::string& s) {
+  size_t end = s.find_last_not_of('\n');
+  if (end == std::string::npos) return {};
+  size_t start = s.rfind('\n', end);
+  return s.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+// kiln predict's output against PyTorch's float64 eval log_softmax (same rule as test_parity).
+void check_predict_output(const kiln::test::Fixture& fx, const fs::path& y_path) {
+  kiln::io::NamedArray y = kiln::io::read_npy(y_path);
+  std::string msg = kiln::test::compare(
+      fx.arch + " kiln predict output", std::vector<float>(y.f32(), y.f32() + y.numel()), y.shape,
+      fx.ref("eval.log_softmax"), fx.err32("eval.log_softmax"), {});
+  INFO(msg);
+  CHECK(msg.empty());
+}
+
+}  // namespace
+
+TEST_CASE("kiln predict computes PyTorch's eval log_softmax from a torch.save .pth") {
+  const auto& fx = kiln::test::parity_fixture("resnet34");
+  fs::path tmp = kiln::test::make_temp_dir("predict");
+  Run r = run_kiln("predict --weights " + (fx.dir / "model.pth").string() + " --input " +
+                   (fx.dir / "input.npy").string() + " --output " + (tmp / "y.npy").string() +
+                   " --arch resnet34 --threads 2");
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  check_predict_output(fx, tmp / "y.npy");
+}
+
+TEST_CASE("kiln predict reads .safetensors and a model directory, and detects resnet18") {
+  const auto& fx = kiln::test::parity_fixture("resnet18");
+  fs::path tmp = kiln::test::make_temp_dir("predict18");
+  kiln::io::StateDict sd = kiln::io::read_pth(fx.dir / "model.pth");
+  kiln::io::write_safetensors(tmp / "w.safetensors", sd);
+  // No --arch: the block count in layer3 says resnet18; classes come from fc.weight.
+  Run r = run_kiln("predict --weights " + (tmp / "w.safetensors").string() + " --input " +
+                   (fx.dir / "input.npy").string() + " --output " + (tmp / "y.npy").string());
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  check_predict_output(fx, tmp / "y.npy");
+
+  fs::create_directories(tmp / "model");
+  kiln::io::write_safetensors(tmp / "model" / "model.safetensors", sd);
+  std::string names;
+  for (int i = 0; i < 100; ++i) names += std::string(i ? "," : "") + "\"c" + std::to_string(i) + "\"";
+  std::ofstream(tmp / "model" / "config.json")
+      << "{\"format\": \"kiln-model\", \"version\": 1, \"arch\": \"resnet18\", \"num_classes\": 100,"
+         " \"class_names\": [" << names << "], \"mean\": [0.507, 0.487, 0.441],"
+         " \"std\": [0.267, 0.256, 0.276], \"image_size\": 32, \"dataset\": \"synthetic\"}\n";
+  r = run_kiln("predict --model-dir " + (tmp / "model").string() + " --input " +
+               (fx.dir / "input.npy").string() + " --output " + (tmp / "y2.npy").string());
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  check_predict_output(fx, tmp / "y2.npy");
+}
+
+TEST_CASE("kiln predict names what is wrong with its inputs") {
+  const auto& fx = kiln::test::parity_fixture("resnet18");
+  fs::path tmp = kiln::test::make_temp_dir("predict-bad");
+  const std::string w = " --weights " + (fx.dir / "model.pth").string();
+  // Labels (int64, 1-D) given as images.
+  Run r = run_kiln("predict" + w + " --input " + (fx.dir / "labels.npy").string() + " --output " +
+                   (tmp / "y.npy").string());
+  CHECK(r.rc == 1);
+  CHECK_MESSAGE(r.out.find("float32") != std::string::npos, r.out);
+  CHECK_MESSAGE(r.out.find("labels.npy") != std::string::npos, r.out);
+  CHECK(!fs::exists(tmp / "y.npy"));
+  // resnet18 weights forced into resnet34: the strict loader names the missing keys.
+  r = run_kiln("predict" + w + " --arch resnet34 --input " + (fx.dir / "input.npy").string() +
+               " --output " + (tmp / "y.npy").string());
+  CHECK(r.rc == 1);
+  CHECK_MESSAGE(r.out.find("layer3.2") != std::string::npos, r.out);
+  // No such file.
+  r = run_kiln("predict --weights " + (tmp / "nope.pth").string() + " --input x --output y");
+  CHECK(r.rc == 1);
+  CHECK_MESSAGE(r.out.find("nope.pth") != std::string::npos, r.out);
+  r = run_kiln("predict --input x.npy --output y.npy");
+  CHECK(r.rc == 1);
+  CHECK_MESSAGE(r.out.find("--weights") != std::string::npos, r.out);
+}
+
+TEST_CASE("kiln summary prints every layer and torchvision's parameter totals") {
+  Run r = run_kiln("summary --arch resnet34 --num-classes 100");
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  CHECK(r.out.find("21,335,972 Total params") != std::string::npos);
+  CHECK(r.out.find("21,335,972 Trainable params") != std::string::npos);
+  CHECK(std::regex_search(r.out, std::regex(R"(layer3\.5\.bn2\s*\|\s*BatchNorm2d\s*\|\s*512\s*\|\s*\(1, 256, 2, 2\))")));
+  CHECK(std::regex_search(r.out, std::regex(R"(fc\s*\|\s*Linear\s*\|\s*51,300\s*\|\s*\(1, 100\))")));
+  CHECK(std::regex_search(r.out, std::regex(R"(layer4\.0\.downsample\.0\s*\|\s*Conv2d\s*\|\s*131,072\s*\|\s*\(1, 512, 1, 1\))")));
+  r = run_kiln("summary --arch resnet18 --num-classes 100");
+  CHECK(r.out.find("11,227,812 Total params") != std::string::npos);
+  r = run_kiln("summary --arch resnet50 --num-classes 1000");
+  CHECK(r.out.find("25,557,032 Total params") != std::string::npos);
+  r = run_kiln("summary --arch resnet99");
+  CHECK(r.rc == 1);
+  CHECK_MESSAGE(r.out.find("resnet99") != std::string::npos, r.out);
+}
+
+TEST_CASE("kiln bench train and infer end with the line scripts grep") {
+  Run r = run_kiln("bench train --arch resnet18 --batch-size 4 --steps 2 --warmup 1 --threads 2");
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  CHECK(std::regex_match(last_line(r.out), std::regex(R"(train_img_per_s=[0-9]+(\.[0-9]+)?)")));
+  r = run_kiln("bench infer --arch resnet18 --batch-size 2 --steps 3 --warmup 1");
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  CHECK(std::regex_match(last_line(r.out), std::regex(R"(infer_ms_median=[0-9]+(\.[0-9]+)?)")));
+  // The steady state of a training step reorders nothing and creates no primitive.
+  r = run_kiln("bench train --arch resnet18 --batch-size 4 --steps 2 --warmup 2");
+  CHECK_MESSAGE(r.out.find("steady state per step: 0.0 reorders, 0.0 primitives created, 0.0 ref impls") !=
+                    std::string::npos, r.out);
+  r = run_kiln("bench sprint");
+  CHECK(r.rc == 1);
+}
