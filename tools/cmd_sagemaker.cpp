@@ -236,7 +236,7 @@ std::string step_upload(Session& s) {
   TransferOptions t;
   t.recursive = true;
   int64_t n = copy(s3, s.data_dir, dst, t);
-  std::printf("uploaded %lld files to %s\n", static_cast<long long>(n), dst.c_str());
+  std::printf(s.dry_run ? "would upload %lld files to %s\n" : "uploaded %lld files to %s\n", static_cast<long long>(n), dst.c_str());
   return dst;
 }
 
@@ -280,7 +280,7 @@ std::string step_train(Session& s, const std::string& data_s3_in) {
   SageMakerClient sm(s.cfg);
   TrainingJobSpec spec = training_spec(s, data_s3);
   std::string arn = sm.create_training_job(spec);
-  std::printf("created training job %s%s\n", s.job.c_str(), arn.empty() ? "" : (" (" + arn + ")").c_str());
+  std::printf("%s training job %s%s\n", s.dry_run ? "would create" : "created", s.job.c_str(), arn.empty() ? "" : (" (" + arn + ")").c_str());
   if (!s.wait) return s.model_data_default();
   PollPolicy p = s.poll;
   json d;
@@ -334,12 +334,12 @@ void step_deploy(Session& s, std::string model_data) {
   }
   EndpointSpec e = endpoint_spec(s, model_data);
   sm.create_model(e);
-  std::printf("created model %s from %s\n", e.model_name.c_str(), model_data.c_str());
+  std::printf("%s model %s from %s\n", s.dry_run ? "would create" : "created", e.model_name.c_str(), model_data.c_str());
   sm.create_endpoint_config(e);
-  std::printf("created endpoint config %s (%s x%lld)\n", e.config_name.c_str(), e.instance_type.c_str(),
+  std::printf("%s endpoint config %s (%s x%lld)\n", s.dry_run ? "would create" : "created", e.config_name.c_str(), e.instance_type.c_str(),
               static_cast<long long>(e.instance_count));
   sm.create_endpoint(e);
-  std::printf("created endpoint %s\n", e.endpoint_name.c_str());
+  std::printf("%s endpoint %s\n", s.dry_run ? "would create" : "created", e.endpoint_name.c_str());
   if (!s.wait) return;
   sm.wait_endpoint(e.endpoint_name, s.poll, [&](const std::string& ev) { check_interrupted(); print_event(ev); });
 }
@@ -407,7 +407,7 @@ int step_delete(Session& s) {
   auto attempt = [&](const char* what, const std::function<void()>& fn) {
     try {
       fn();
-      std::printf("deleted %s %s\n", what, s.endpoint.c_str());
+      std::printf("%s %s %s\n", s.dry_run ? "would delete" : "deleted", what, s.endpoint.c_str());
     } catch (const AwsError& e) {
       bool gone = e.code() == "ValidationException" && (e.aws_message().find("Could not find") != std::string::npos ||
                                                           e.aws_message().find("does not exist") != std::string::npos);
