@@ -115,3 +115,20 @@ TEST_CASE("stack, memo and values are bounded") {
   CHECK(cyc.root().items.size() == 1);
   CHECK(cyc.root().items[0] == &cyc.root());
 }
+
+TEST_CASE("the byte layout of CIFAR-100's own Python 2 pickles (cPickle protocol 2) is read") {
+  // The opening of cifar-100-python/train as Python 2.7 + numpy wrote it, shrunk to a (2, 3)
+  // array: _reconstruct(ndarray, (0,), 'b'), dtype('u1', 0, 1) with BUILD state
+  // (3, '|', None, None, None, -1, -1, 0), then BUILD (1, shape, dtype, False, <BINSTRING data>).
+  std::string_view b =
+      "\x80\x02}q\x01(U\x04" "dataq\x02" "cnumpy.core.multiarray\n_reconstruct\nq\x03" "cnumpy\nndarray\nq\x04"
+      "K\x00\x85U\x01" "b\x87Rq\x05(K\x01K\x02K\x03\x86" "cnumpy\ndtype\nq\x06U\x02u1K\x00K\x01\x87Rq\x07"
+      "(K\x03U\x01|NNNJ\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x06" "abcdeftb"
+      "U\x0b" "fine_labelsq\x08]q\x09(K\x13K\x1d" "eu."sv;
+  Pickle p = unpickle(b, "py2 cifar");
+  const NamedArray& data = p.root().at("data", "py2").as_ndarray("data");
+  CHECK(data.dtype == DType::u8);
+  CHECK(data.shape == std::vector<int64_t>{2, 3});
+  CHECK(static_cast<char>(data.bytes[5]) == 'f');
+  CHECK(p.root().at("fine_labels", "py2").as_sequence("l")[1]->as_int("l") == 29);
+}
