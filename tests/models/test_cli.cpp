@@ -3,12 +3,14 @@
 // torchvision's parameter totals; `kiln bench` ends with the line scripts grep; bad inputs
 // fail with a message naming the file and what was expected.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
 #include <string>
+#include <vector>
 
 #include "io/npy.h"
 #include "io/pth.h"
@@ -158,4 +160,33 @@ TEST_CASE("kiln bench train and infer end with the line scripts grep") {
                     std::string::npos, r.out);
   r = run_kiln("bench sprint");
   CHECK(r.rc == 1);
+}
+
+TEST_CASE("the embedding example loads torchvision weights and trains: the loss falls") {
+  const char* exe = std::getenv("KILN_EXAMPLE_EMBED");
+  REQUIRE_MESSAGE(exe != nullptr, "KILN_EXAMPLE_EMBED is not set: tools/examples was not built");
+  const auto& fx = kiln::test::parity_fixture("resnet34");
+  std::string cmd = std::string(exe) + " " + (fx.dir / "model.pth").string() + " 3 2>&1";
+  FILE* f = popen(cmd.c_str(), "r");
+  REQUIRE(f != nullptr);
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+  int status = pclose(f);
+  INFO(out);
+  REQUIRE(WIFEXITED(status));
+  REQUIRE(WEXITSTATUS(status) == 0);
+  std::smatch m;
+  std::vector<double> losses;
+  std::string rest = out;
+  const std::regex line(R"(step (\d+): loss ([0-9.]+) grad_norm ([0-9.]+))");
+  while (std::regex_search(rest, m, line)) {
+    losses.push_back(std::stod(m[2].str()));
+    CHECK(std::stod(m[3].str()) > 0);
+    rest = m.suffix();
+  }
+  REQUIRE(losses.size() == 3);
+  CHECK(losses[2] < losses[0]);
+  CHECK(out.find("predictions:") != std::string::npos);
 }
