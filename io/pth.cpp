@@ -2,6 +2,7 @@
 // hand-emitted protocol-2 pickle (only opcodes torch.load(weights_only=True) accepts) + ZipWriter.
 #include "io/pth.h"
 
+#include <algorithm>
 #include <cstring>
 #include <map>
 
@@ -173,15 +174,19 @@ StateDict read_pth(const std::filesystem::path& path) {
   return parse_pth(bytes, path.string());
 }
 
-std::string encode_pth(const StateDict& tensors, const std::string& archive_name) {
-  // What torch.save(OrderedDict) pickles: OrderedDict() then SETITEMS of
-  // key -> _rebuild_tensor_v2(persistent storage, offset 0, size, stride, False, OrderedDict()).
+namespace {
+
+// What torch.save(OrderedDict) pickles: OrderedDict() then SETITEMS of
+// key -> _rebuild_tensor_v2(persistent storage, offset 0, size, stride, False, OrderedDict()).
+std::string state_dict_pickle(const StateDict& tensors) {
   std::string p = "\x80\x02";
   p += "ccollections\nOrderedDict\n)R(";
   for (size_t i = 0; i < tensors.size(); ++i) {
     const NamedArray& a = tensors[i];
     int64_t nbytes = detail::checked_nbytes(a.shape, a.dtype, a.name);
     KILN_ASSERT(static_cast<uint64_t>(nbytes) == a.bytes.size(), a.name + ": bytes do not match shape");
+    for (size_t j = 0; j < i; ++j)
+      if (tensors[j].name == a.name) throw Error("cannot write .pth: tensor name '" + a.name + "' repeats");
     std::vector<int64_t> stride(a.shape.size());
     int64_t s = 1;
     for (size_t d = a.shape.size(); d-- > 0;) {  // torch's contiguous strides treat size 0 as 1
@@ -207,13 +212,13 @@ std::string encode_pth(const StateDict& tensors, const std::string& archive_name
     p += "tR";
   }
   p += "u.";
-  for (size_t i = 0; i < tensors.size(); ++i)
-    for (size_t j = 0; j < i; ++j)
-      if (tensors[i].name == tensors[j].name) throw Error("cannot write .pth: tensor name '" + tensors[i].name + "' repeats");
+  return p;
+}
 
-  ZipWriter zip;
+// The records in torch's order: data.pkl, byteorder, data/<i>, version.
+void add_pth_records(ZipWriter& zip, const StateDict& tensors, const std::string& archive_name) {
   const std::string dir = archive_name + "/";
-  zip.add(dir + "data.pkl", p);
+  zip.add(dir + "data.pkl", state_dict_pickle(tensors));
   zip.add(dir + "byteorder", "little");
   for (size_t i = 0; i < tensors.size(); ++i) {
     const NamedArray& a = tensors[i];
@@ -221,11 +226,22 @@ std::string encode_pth(const StateDict& tensors, const std::string& archive_name
             std::string_view(reinterpret_cast<const char*>(a.bytes.data()), a.bytes.size()));
   }
   zip.add(dir + "version", "3\n");
+}
+
+}  // namespace
+
+std::string encode_pth(const StateDict& tensors, const std::string& archive_name) {
+  ZipWriter zip;
+  add_pth_records(zip, tensors, archive_name);
   return zip.finish();
 }
 
 void write_pth(const std::filesystem::path& path, const StateDict& tensors) {
-  write_file_atomic(path, encode_pth(tensors, "archive"));
+  AtomicFile file(path);  // streamed: no second copy of the weights in memory
+  ZipWriter zip([&file](std::string_view bytes) { file.write(bytes); });
+  add_pth_records(zip, tensors, "archive");
+  zip.finish();
+  file.commit();
 }
 
 }  // namespace kiln::io

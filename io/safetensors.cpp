@@ -156,7 +156,11 @@ StateDict read_safetensors(const std::filesystem::path& path, Metadata* metadata
   return parse_safetensors(read_file(path), path.string(), metadata);
 }
 
-std::string encode_safetensors(const StateDict& tensors, const Metadata& metadata) {
+namespace {
+
+// The 8-byte length and the JSON header (padded so the data start 8-byte aligned, as the Rust
+// writer does); the tensors' bytes follow in StateDict order.
+std::string safetensors_preamble(const StateDict& tensors, const Metadata& metadata) {
   json h = json::object();
   uint64_t pos = 0;
   for (const NamedArray& a : tensors) {
@@ -169,18 +173,27 @@ std::string encode_safetensors(const StateDict& tensors, const Metadata& metadat
   }
   if (!metadata.empty()) h["__metadata__"] = metadata;
   std::string header = h.dump();
-  header.append((8 - header.size() % 8) % 8, ' ');  // data start 8-byte aligned, as the Rust writer does
+  header.append((8 - header.size() % 8) % 8, ' ');
   std::string out;
-  out.reserve(8 + header.size() + pos);
   detail::append_le<uint64_t>(out, header.size());
-  out += header;
+  return out + header;
+}
+
+}  // namespace
+
+std::string encode_safetensors(const StateDict& tensors, const Metadata& metadata) {
+  std::string out = safetensors_preamble(tensors, metadata);
   for (const NamedArray& a : tensors) out.append(reinterpret_cast<const char*>(a.bytes.data()), a.bytes.size());
   return out;
 }
 
 void write_safetensors(const std::filesystem::path& path, const StateDict& tensors,
                        const Metadata& metadata) {
-  write_file_atomic(path, encode_safetensors(tensors, metadata));
+  std::string preamble = safetensors_preamble(tensors, metadata);
+  AtomicFile file(path);  // streamed: no second copy of the weights in memory
+  file.write(preamble);
+  for (const NamedArray& a : tensors) file.write(a.bytes.data(), a.bytes.size());
+  file.commit();
 }
 
 }  // namespace kiln::io

@@ -167,87 +167,98 @@ std::string_view ZipReader::read(const ZipEntry& entry, std::string& scratch, ui
   return out;
 }
 
+void ZipWriter::emit(std::string_view bytes) {
+  if (sink_) sink_(bytes);
+  else out_ += bytes;
+  offset_ += bytes.size();
+}
+
 void ZipWriter::add(const std::string& name, std::string_view data, uint32_t align) {
   if (data.size() >= 0xFFFFFFFFu) throw Error("cannot write zip entry '" + name + "': 4 GiB or larger");
   KILN_ASSERT(name.size() < 65536, "zip entry name too long");
-  uint64_t header_offset = out_.size();
+  uint64_t header_offset = offset_;
   uint32_t crc = crc_of(data);
   // The data start after the local header, the name and an extra field; torch pads with an
   // extra field of id "FB" so that the data start on an `align` boundary (so they can be mmapped).
-  size_t base = out_.size() + kLocalSize + name.size() + 4;
-  size_t pad = align > 1 ? (align - base % align) % align : 0;
-  append_le<uint32_t>(out_, kLocalSig);
-  append_le<uint16_t>(out_, 20);  // version needed
-  append_le<uint16_t>(out_, 0);   // flags
-  append_le<uint16_t>(out_, 0);   // stored
-  append_le<uint16_t>(out_, 0);   // time
-  append_le<uint16_t>(out_, 33);  // date 1980-01-01
-  append_le<uint32_t>(out_, crc);
-  append_le<uint32_t>(out_, static_cast<uint32_t>(data.size()));
-  append_le<uint32_t>(out_, static_cast<uint32_t>(data.size()));
-  append_le<uint16_t>(out_, static_cast<uint16_t>(name.size()));
-  append_le<uint16_t>(out_, static_cast<uint16_t>(4 + pad));
-  out_ += name;
-  out_ += "FB";
-  append_le<uint16_t>(out_, static_cast<uint16_t>(pad));
-  out_.append(pad, 'Z');
-  out_ += data;
+  uint64_t base = offset_ + kLocalSize + name.size() + 4;
+  size_t pad = align > 1 ? static_cast<size_t>((align - base % align) % align) : 0;
+  std::string h;
+  append_le<uint32_t>(h, kLocalSig);
+  append_le<uint16_t>(h, 20);  // version needed
+  append_le<uint16_t>(h, 0);   // flags
+  append_le<uint16_t>(h, 0);   // stored
+  append_le<uint16_t>(h, 0);   // time
+  append_le<uint16_t>(h, 33);  // date 1980-01-01
+  append_le<uint32_t>(h, crc);
+  append_le<uint32_t>(h, static_cast<uint32_t>(data.size()));
+  append_le<uint32_t>(h, static_cast<uint32_t>(data.size()));
+  append_le<uint16_t>(h, static_cast<uint16_t>(name.size()));
+  append_le<uint16_t>(h, static_cast<uint16_t>(4 + pad));
+  h += name;
+  h += "FB";
+  append_le<uint16_t>(h, static_cast<uint16_t>(pad));
+  h.append(pad, 'Z');
+  emit(h);
+  emit(data);
   central_.push_back({name, crc, data.size(), header_offset});
 }
 
 std::string ZipWriter::finish() {
-  uint64_t cd_offset = out_.size();
+  uint64_t cd_offset = offset_;
+  std::string trailer;  // central directory and end records
   for (const Central& c : central_) {
-    append_le<uint32_t>(out_, kCentralSig);
-    append_le<uint16_t>(out_, 0x031e);  // made by: unix, 3.0
-    append_le<uint16_t>(out_, 20);
-    append_le<uint16_t>(out_, 0);
-    append_le<uint16_t>(out_, 0);
-    append_le<uint16_t>(out_, 0);
-    append_le<uint16_t>(out_, 33);
-    append_le<uint32_t>(out_, c.crc);
-    append_le<uint32_t>(out_, static_cast<uint32_t>(c.size));
-    append_le<uint32_t>(out_, static_cast<uint32_t>(c.size));
-    append_le<uint16_t>(out_, static_cast<uint16_t>(c.name.size()));
-    append_le<uint16_t>(out_, c.header_offset >= 0xFFFFFFFFu ? 12 : 0);
-    append_le<uint16_t>(out_, 0);   // comment
-    append_le<uint16_t>(out_, 0);   // disk
-    append_le<uint16_t>(out_, 0);   // internal attributes
-    append_le<uint32_t>(out_, 0644u << 16);
-    append_le<uint32_t>(out_, c.header_offset >= 0xFFFFFFFFu ? 0xFFFFFFFFu : static_cast<uint32_t>(c.header_offset));
-    out_ += c.name;
+    append_le<uint32_t>(trailer, kCentralSig);
+    append_le<uint16_t>(trailer, 0x031e);  // made by: unix, 3.0
+    append_le<uint16_t>(trailer, 20);
+    append_le<uint16_t>(trailer, 0);
+    append_le<uint16_t>(trailer, 0);
+    append_le<uint16_t>(trailer, 0);
+    append_le<uint16_t>(trailer, 33);
+    append_le<uint32_t>(trailer, c.crc);
+    append_le<uint32_t>(trailer, static_cast<uint32_t>(c.size));
+    append_le<uint32_t>(trailer, static_cast<uint32_t>(c.size));
+    append_le<uint16_t>(trailer, static_cast<uint16_t>(c.name.size()));
+    append_le<uint16_t>(trailer, c.header_offset >= 0xFFFFFFFFu ? 12 : 0);
+    append_le<uint16_t>(trailer, 0);   // comment
+    append_le<uint16_t>(trailer, 0);   // disk
+    append_le<uint16_t>(trailer, 0);   // internal attributes
+    append_le<uint32_t>(trailer, 0644u << 16);
+    append_le<uint32_t>(trailer, c.header_offset >= 0xFFFFFFFFu ? 0xFFFFFFFFu : static_cast<uint32_t>(c.header_offset));
+    trailer += c.name;
     if (c.header_offset >= 0xFFFFFFFFu) {  // entries past 4 GiB: ZIP64 extra with the offset
-      append_le<uint16_t>(out_, 1);
-      append_le<uint16_t>(out_, 8);
-      append_le<uint64_t>(out_, c.header_offset);
+      append_le<uint16_t>(trailer, 1);
+      append_le<uint16_t>(trailer, 8);
+      append_le<uint64_t>(trailer, c.header_offset);
     }
   }
-  uint64_t cd_size = out_.size() - cd_offset;
-  uint64_t end64 = out_.size();
-  append_le<uint32_t>(out_, kEnd64Sig);
-  append_le<uint64_t>(out_, kEnd64Size - 12);
-  append_le<uint16_t>(out_, 0x031e);
-  append_le<uint16_t>(out_, 45);
-  append_le<uint32_t>(out_, 0);
-  append_le<uint32_t>(out_, 0);
-  append_le<uint64_t>(out_, central_.size());
-  append_le<uint64_t>(out_, central_.size());
-  append_le<uint64_t>(out_, cd_size);
-  append_le<uint64_t>(out_, cd_offset);
-  append_le<uint32_t>(out_, kLocator64Sig);
-  append_le<uint32_t>(out_, 0);
-  append_le<uint64_t>(out_, end64);
-  append_le<uint32_t>(out_, 1);
-  append_le<uint32_t>(out_, kEndSig);
-  append_le<uint16_t>(out_, 0);
-  append_le<uint16_t>(out_, 0);
-  append_le<uint16_t>(out_, static_cast<uint16_t>(std::min<size_t>(central_.size(), 0xFFFF)));
-  append_le<uint16_t>(out_, static_cast<uint16_t>(std::min<size_t>(central_.size(), 0xFFFF)));
-  append_le<uint32_t>(out_, static_cast<uint32_t>(std::min<uint64_t>(cd_size, 0xFFFFFFFFu)));
-  append_le<uint32_t>(out_, static_cast<uint32_t>(std::min<uint64_t>(cd_offset, 0xFFFFFFFFu)));
-  append_le<uint16_t>(out_, 0);
+  uint64_t cd_size = trailer.size();
+  uint64_t end64 = cd_offset + cd_size;
+  append_le<uint32_t>(trailer, kEnd64Sig);
+  append_le<uint64_t>(trailer, kEnd64Size - 12);
+  append_le<uint16_t>(trailer, 0x031e);
+  append_le<uint16_t>(trailer, 45);
+  append_le<uint32_t>(trailer, 0);
+  append_le<uint32_t>(trailer, 0);
+  append_le<uint64_t>(trailer, central_.size());
+  append_le<uint64_t>(trailer, central_.size());
+  append_le<uint64_t>(trailer, cd_size);
+  append_le<uint64_t>(trailer, cd_offset);
+  append_le<uint32_t>(trailer, kLocator64Sig);
+  append_le<uint32_t>(trailer, 0);
+  append_le<uint64_t>(trailer, end64);
+  append_le<uint32_t>(trailer, 1);
+  append_le<uint32_t>(trailer, kEndSig);
+  append_le<uint16_t>(trailer, 0);
+  append_le<uint16_t>(trailer, 0);
+  append_le<uint16_t>(trailer, static_cast<uint16_t>(std::min<size_t>(central_.size(), 0xFFFF)));
+  append_le<uint16_t>(trailer, static_cast<uint16_t>(std::min<size_t>(central_.size(), 0xFFFF)));
+  append_le<uint32_t>(trailer, static_cast<uint32_t>(std::min<uint64_t>(cd_size, 0xFFFFFFFFu)));
+  append_le<uint32_t>(trailer, static_cast<uint32_t>(std::min<uint64_t>(cd_offset, 0xFFFFFFFFu)));
+  append_le<uint16_t>(trailer, 0);
   central_.clear();
-  return std::move(out_);
+  emit(trailer);
+  offset_ = 0;
+  return sink_ ? std::string() : std::move(out_);
 }
 
 }  // namespace kiln::io

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -43,13 +44,19 @@ class ZipReader {
 
 class ZipWriter {
  public:
+  ZipWriter() = default;  // the archive is built in memory and returned by finish()
+  // The archive's bytes go to `sink` as they are produced (e.g. an AtomicFile); finish() returns "".
+  explicit ZipWriter(std::function<void(std::string_view)> sink) : sink_(std::move(sink)) {}
   // Stored (uncompressed) entries; each entry's data starts at a multiple of `align` bytes.
   void add(const std::string& name, std::string_view data, uint32_t align = 64);
-  std::string finish();  // central directory + ZIP64 and classic end records; the whole archive
+  std::string finish();  // central directory + ZIP64 and classic end records
 
  private:
   struct Central { std::string name; uint32_t crc; uint64_t size, header_offset; };
+  void emit(std::string_view bytes);
+  std::function<void(std::string_view)> sink_;
   std::string out_;
+  uint64_t offset_ = 0;
   std::vector<Central> central_;
 };
 

@@ -163,3 +163,12 @@ TEST_CASE("write_weights picks the format from the extension; bad names are refu
   CHECK_THROWS_WITH_AS(write_weights(kiln_test::work_dir() / "x.npy", sd), doctest::Contains("one array"), kiln::Error);
   CHECK_THROWS_AS(read_weights(fixtures() / "ref" / "index.txt"), kiln::Error);
 }
+
+TEST_CASE("streamed write_pth / write_safetensors give the same bytes as the in-memory encoders") {
+  StateDict sd = read_pth(fixtures() / "views.pth");
+  auto w = kiln_test::work_dir();
+  write_pth(w / "s.pth", sd);
+  CHECK(kiln::read_file(w / "s.pth") == encode_pth(sd, "archive"));
+  write_safetensors(w / "s.safetensors", sd, {{"a", "b"}});
+  CHECK(kiln::read_file(w / "s.safetensors") == encode_safetensors(sd, {{"a", "b"}}));
+}
