@@ -11,10 +11,12 @@ namespace kiln::aws {
 using nlohmann::json;
 
 std::vector<std::pair<std::string, std::string>> kiln_metric_definitions() {
-  const std::string num = "([-+]?[0-9]*\\.?[0-9]+(?:[eE][-+]?[0-9]+)?)";
+  // Agreed with the training side (/work/coord/metrics-format.md): plain character classes, no
+  // look-arounds or \b, so any regex engine SageMaker uses reads them the same way.
   std::vector<std::pair<std::string, std::string>> defs;
   for (const char* m : {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"})
-    defs.emplace_back(m, std::string("\\b") + m + "=" + num);
+    defs.emplace_back(m, std::string(m) + "=([0-9.eE+-]+)");
+  defs.emplace_back("epoch", "^epoch=([0-9]+)");
   return defs;
 }
 
