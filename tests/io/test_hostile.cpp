@@ -1,18 +1,23 @@
 // Hostile inputs: every reader, fed truncated files (every prefix) and randomly corrupted ones,
 // either succeeds or throws kiln::Error: no crash, no other exception, no huge allocation. The
 // suite also runs under ASan/UBSan, which turns any out-of-bounds read into a failure here.
+#include <cstring>
 #include <random>
 
 #include "fixtures.h"
+#include "io/bytes.h"
 #include "io/gzip.h"
 #include "io/npy.h"
 #include "io/pickle.h"
 #include "io/pth.h"
 #include "io/safetensors.h"
 #include "io/tar.h"
+#include "io/zip.h"
+
 
 using namespace kiln::io;
 using kiln_test::fixtures;
+using namespace std::literals;
 
 namespace {
 
@@ -135,4 +140,80 @@ TEST_CASE("gzip and tar: truncated and corrupted archives give kiln::Error") {
   corruptions_survived(p_tar, tar, "cifar.tar", 1000);
   std::string pax = kiln::read_file(fixtures() / "pax.tar");
   corruptions_survived(p_tar, pax, "pax.tar", 2000);
+}
+
+namespace {
+
+// A torch-style .pth whose data.pkl holds one tensor 'w' = _rebuild_tensor_v2 over storage
+// `key` (FloatStorage of `numel`) with the given size and stride tuples (pickle fragments).
+std::string crafted_pth(const std::string& key, int numel, const std::string& size, const std::string& stride,
+                        size_t storage_bytes) {
+  auto u = [](const std::string& s) {
+    std::string r = "X";
+    kiln::io::detail::append_le<uint32_t>(r, static_cast<uint32_t>(s.size()));
+    return r + s;
+  };
+  std::string p = "\x80\x02" "ccollections\nOrderedDict\n)R(" + u("w") + "ctorch._utils\n_rebuild_tensor_v2\n((" +
+                  u("storage") + "ctorch\nFloatStorage\n" + u(key) + u("cpu") + "K" + std::string(1, static_cast<char>(numel)) +
+                  "tQK\x00"s + size + stride + "\x89" "ccollections\nOrderedDict\n)RtRu.";
+  ZipWriter z;
+  z.add("a/data.pkl", p);
+  z.add("a/data/0", std::string(storage_bytes, '\x01'));
+  z.add("a/version", "3\n");
+  return z.finish();
+}
+
+std::string le64(uint64_t v) {
+  std::string s;
+  kiln::io::detail::append_le<uint64_t>(s, v);
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE(".pth with lying tensor geometry or storages gives a named kiln::Error") {
+  auto rejects_with = [](const std::string& bytes, const char* needle) {
+    CHECK_THROWS_WITH_AS(parse_pth(bytes, "crafted.pth"), doctest::Contains(needle), kiln::Error);
+  };
+  const std::string ok_stride = "(K\x04K\x01t";
+  // sanity: the crafted file itself is fine
+  StateDict sd = parse_pth(crafted_pth("0", 8, "(K\x02K\x04t", ok_stride, 32), "crafted.pth");
+  REQUIRE(sd.size() == 1);
+  CHECK(sd[0].shape == std::vector<int64_t>{2, 4});
+  rejects_with(crafted_pth("0", 8, "(\x8a\x08" + le64(uint64_t(1) << 62) + "K\x04t", ok_stride, 32), "fits in 64 bits");
+  rejects_with(crafted_pth("0", 8, "(K\x03K\x04t", ok_stride, 32), "inside its storage");
+  rejects_with(crafted_pth("1", 8, "(K\x02K\x04t", ok_stride, 32), "storage record 'a/data/1'");
+  rejects_with(crafted_pth("0", 5, "(K\x02K\x04t", ok_stride, 32), "expected 20 bytes");
+  rejects_with(crafted_pth("0", 8, "(K\x02K\x04t", "(K\x00K\x01t"s, 32), "expanded");
+  rejects_with(crafted_pth("0", 8, "(K\x02K\x04t", "(K\x01t", 32), "one per dim");
+}
+
+TEST_CASE("zip archives with offsets pointing outside the file give a named kiln::Error") {
+  ZipWriter z;
+  z.add("a/data.pkl", "\x80\x02}.");
+  z.add("a/version", "3\n");
+  std::string good = z.finish();
+  CHECK(parse_pth(good, "ok.pth").empty());
+  // The ZIP64 end record is 56 + 20 + 22 bytes from the end; its cd_offset is at +48.
+  size_t end64 = good.size() - 22 - 20 - 56;
+  std::string bad_cd = good;
+  std::memcpy(&bad_cd[end64 + 48], le64(uint64_t(1) << 40).data(), 8);
+  CHECK_THROWS_WITH_AS(parse_pth(bad_cd, "cd.pth"), doctest::Contains("central directory"), kiln::Error);
+  // The first central directory header's local header offset (at +42) pointed past the end.
+  size_t cd = good.find("PK\x01\x02");
+  std::string bad_local = good;
+  uint32_t far = 0x7fffff00u;
+  std::memcpy(&bad_local[cd + 42], &far, 4);
+  CHECK_THROWS_WITH_AS(parse_pth(bad_local, "local.pth"), doctest::Contains("local header offset"), kiln::Error);
+  // Its sizes (at +20 and +24) claiming more data than the file holds.
+  std::string bad_size = good;
+  std::memcpy(&bad_size[cd + 20], &far, 4);
+  std::memcpy(&bad_size[cd + 24], &far, 4);
+  CHECK_THROWS_WITH_AS(parse_pth(bad_size, "size.pth"), doctest::Contains("-byte file"), kiln::Error);
+  // The ZIP64 locator pointing at garbage.
+  std::string bad_loc = good;
+  std::memcpy(&bad_loc[good.size() - 22 - 20 + 8], le64(3).data(), 8);
+  CHECK_THROWS_WITH_AS(parse_pth(bad_loc, "loc.pth"), doctest::Contains("ZIP64 end record"), kiln::Error);
+  CHECK_THROWS_WITH_AS(parse_pth(std::string("PK\x03\x04", 4) + std::string(40, '\0'), "noend.pth"),
+                       doctest::Contains("end-of-central-directory"), kiln::Error);
 }
