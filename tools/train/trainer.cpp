@@ -206,7 +206,11 @@ TrainOutcome run_training(const TrainOptions& opt) {
               "schedule %s; batch %lld, %lld steps/epoch, %lld epochs%s; %d threads, isa %s\n",
               opt.arch.c_str(), static_cast<long long>(num_classes), static_cast<double>(params) / 1e6,
               fmt_g(opt.lr).c_str(), fmt_g(opt.momentum).c_str(), fmt_g(opt.weight_decay).c_str(),
-              sched.name().c_str(), static_cast<long long>(opt.batch_size),
+              sched.cycles_momentum()
+                  ? ("onecycle (max_lr " + fmt_g(opt.max_lr) + " over " + std::to_string(total_steps) +
+                     " steps, momentum 0.95-0.85" + (kCanCycleMomentum<Sgd> ? "" : " NOT cycled") + ")").c_str()
+                  : sched.name().c_str(),
+              static_cast<long long>(opt.batch_size),
               static_cast<long long>(steps_per_epoch), static_cast<long long>(opt.epochs),
               opt.max_steps > 0 ? (", at most " + std::to_string(opt.max_steps) + " steps").c_str() : "",
               num_threads(), isa_name(active_isa()));
