@@ -29,6 +29,8 @@ int convert(const std::vector<std::string>& argv, const char* name, const char* 
   if (!a.parse(argv)) return 0;
   fs::path in = a.positionals().at(0);
   fs::path out = a.has("--output") ? fs::path(a.get("--output")) : fs::path(in).replace_extension(default_ext);
+  if (!fs::is_regular_file(in))
+    throw kiln::Error("cannot read " + in.string() + ": no such file", "check the INPUT path");
   if (fs::exists(out) && fs::equivalent(in, out))
     throw kiln::Error("--output " + out.string() + " is the input file", "choose another output name");
   auto fmt = kiln::io::weights_format_from_extension(out);  // fail before reading a large input
