@@ -326,3 +326,19 @@ TEST_CASE("SageMaker request bodies match botocore's service model (required mem
   CHECK_FALSE(b["StoppingCondition"].contains("MaxWaitTimeInSeconds"));
   CHECK(b["EnableManagedSpotTraining"] == false);
 }
+
+TEST_CASE("S3 CreateBucket outside us-east-1 sends its LocationConstraint") {
+  ScopedEnv env;
+  ClientConfig cfg = moto_config();
+  cfg.region = "eu-west-1";
+  std::string seen;
+  ClientConfig dry = cfg;
+  dry.dry_run = [&](const std::string& text) { seen = text; };
+  S3Client(dry).create_bucket("kiln-eu");
+  CHECK(seen.find("<LocationConstraint>eu-west-1</LocationConstraint>") != std::string::npos);
+  CHECK(seen.find("/eu-west-1/s3/aws4_request") != std::string::npos);
+  S3Client s3(cfg);
+  s3.create_bucket("kiln-eu");  // moto accepts the signature for eu-west-1 and the body
+  s3.put_object("kiln-eu", "k", "v");
+  CHECK(s3.get_object("kiln-eu", "k") == "v");
+}
