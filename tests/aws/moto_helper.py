@@ -12,6 +12,8 @@
   bad-secret ENDPOINT KEY    a ListBuckets signed with a wrong secret: prints the error code
   endpoint-results ENDPOINT BODYFILE
                              queue InvokeEndpoint's canned answer in moto (its moto-api)
+  check-metrics FILE         FILE is {"definitions": [{"Name", "Regex"}], "lines": [...]}: prints
+                             {name: [first group of each matching line]} (Python's re)
   check-shapes FILE          FILE is {"Operation": request body, ...}: check each against
                              botocore's SageMaker service model (required members, types)
 """
@@ -156,6 +158,12 @@ def main():
         bad_secret(*args)
     elif cmd == "endpoint-results":
         endpoint_results(*args)
+    elif cmd == "check-metrics":
+        import re
+        spec = json.load(open(args[0]))
+        print(json.dumps({d["Name"]: [m.group(1) for line in spec["lines"]
+                                      for m in [re.search(d["Regex"], line)] if m]
+                          for d in spec["definitions"]}))
     elif cmd == "check-shapes":
         return check_shapes(*args)
     else:

@@ -2,15 +2,12 @@
 // on 127.0.0.1; region resolution; secrets never in descriptions; presigned URL shape; XML.
 #include <doctest/doctest.h>
 
-#include <map>
 #include <nlohmann/json.hpp>
-#include <regex>
 
 #include "aws/client.h"
 #include "aws/credentials.h"
 #include "aws/iam.h"
 #include "aws/s3.h"
-#include "aws/sagemaker.h"
 #include "aws/xml.h"
 #include "test_util.h"
 
@@ -302,24 +299,3 @@ TEST_CASE("IAM policy reading: trust policies and grants") {
   CHECK(account_from_arn("arn:aws:iam::123456789012:role/MyRole") == "123456789012");
 }
 
-TEST_CASE("MetricDefinitions regexes capture kiln train's metric lines (and nothing from progress lines)") {
-  // The lines tools/train/metrics_log.cpp prints (see /work/coord/metrics-format.md).
-  const std::string epoch_line = "epoch=12 train_loss=4.1234 train_acc=0.0812 val_loss=3.9012 val_acc=0.1100";
-  const std::string test_line = "test_loss=3.8765 test_acc=0.1234";
-  const std::string progress = "epoch 1 [####....] 120/352 loss 4.12 acc 0.08 812 img/s";
-  std::map<std::string, std::string> got;
-  for (const auto& [name, re] : kiln::aws::kiln_metric_definitions()) {
-    std::regex r(re);
-    std::smatch m;
-    for (const std::string* line : {&epoch_line, &test_line})
-      if (std::regex_search(*line, m, r)) got[name] = m[1].str();
-    CHECK_FALSE(std::regex_search(progress, m, r));
-  }
-  CHECK(got["epoch"] == "12");
-  CHECK(got["train_loss"] == "4.1234");
-  CHECK(got["train_acc"] == "0.0812");
-  CHECK(got["val_loss"] == "3.9012");
-  CHECK(got["val_acc"] == "0.1100");
-  CHECK(got["test_loss"] == "3.8765");
-  CHECK(got["test_acc"] == "0.1234");
-}

@@ -342,3 +342,22 @@ TEST_CASE("S3 CreateBucket outside us-east-1 sends its LocationConstraint") {
   s3.put_object("kiln-eu", "k", "v");
   CHECK(s3.get_object("kiln-eu", "k") == "v");
 }
+
+TEST_CASE("MetricDefinitions regexes capture kiln train's metric lines (Python re), not its progress lines") {
+  // The lines tools/train/metrics_log.cpp prints (see /work/coord/metrics-format.md).
+  TempDir d;
+  json in = {{"definitions", json::array()},
+             {"lines", {"epoch=12 train_loss=4.1234 train_acc=0.0812 val_loss=3.9012 val_acc=0.1100",
+                        "test_loss=3.8765 test_acc=0.1234",
+                        "epoch 1 [####....] 120/352 loss 4.12 acc 0.08 812 img/s"}}};
+  for (const auto& [name, re] : kiln_metric_definitions()) in["definitions"].push_back({{"Name", name}, {"Regex", re}});
+  kiln_test::write_text(d / "metrics.json", in.dump());
+  json got = json::parse(helper("check-metrics " + (d / "metrics.json").string()));
+  CHECK(got["epoch"] == json::array({"12"}));
+  CHECK(got["train_loss"] == json::array({"4.1234"}));
+  CHECK(got["train_acc"] == json::array({"0.0812"}));
+  CHECK(got["val_loss"] == json::array({"3.9012"}));
+  CHECK(got["val_acc"] == json::array({"0.1100"}));
+  CHECK(got["test_loss"] == json::array({"3.8765"}));
+  CHECK(got["test_acc"] == json::array({"0.1234"}));
+}
