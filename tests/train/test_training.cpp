@@ -251,3 +251,23 @@ TEST_CASE("kiln pipeline --local end to end on synthetic data (short settings)")
   auto t = run_command("tar tzf " + quote((tmp.path / "work" / "output" / "model.tar.gz").string()) + " | sort");
   CHECK(t.output == "config.json\nmodel.pth\nmodel.safetensors\n");
 }
+
+TEST_CASE("--pretrained: ImageNet-shaped weights (1000 classes) get a new fc head, as create_model() does") {
+  kiln::test::TempDir tmp("pretrained");
+  synth(tmp.path / "syn", 10, 32, 8, 8);
+  const std::string pth = (tmp.path / "imagenet.pth").string();
+  auto p = run_command(kiln::test::python() + " -c " +
+                       quote("import torch, torchvision; torch.manual_seed(0); "
+                             "torch.save(torchvision.models.resnet18().state_dict(), '" + pth + "')"));
+  REQUIRE_MESSAGE(p.status == 0, "the torch oracle failed: " << p.output);
+  auto r = run_command(kiln_cmd() + " train --data " + quote((tmp.path / "syn").string()) +
+                       " --arch resnet18 --pretrained " + quote(pth) +
+                       " --max-steps 1 --batch-size 8 --val-size 0 --test-size 0 --threads 2 --plain");
+  INFO(r.output);
+  CHECK(r.status == 0);
+  CHECK(r.output.find("1000 classes") != std::string::npos);
+  auto w = run_command(kiln_cmd() + " train --data " + quote((tmp.path / "syn").string()) +
+                       " --arch resnet18 --weights " + quote(pth) + " --max-steps 1 --test-size 0 --threads 2");
+  CHECK(w.status != 0);  // --weights loads as is: a 1000-class fc does not fit 10 classes
+  CHECK(w.output.find("fc.weight") != std::string::npos);
+}
