@@ -6,8 +6,8 @@
 
 namespace kiln::models {
 
-Classifier::Classifier(const ResNetConfig& cfg, uint64_t seed, SgdConfig sgd)
-    : net_(std::make_unique<ResNet>(cfg, seed)),
+Classifier::Classifier(const ResNetConfig& cfg, uint64_t seed, SgdConfig sgd, bool init)
+    : net_(std::make_unique<ResNet>(cfg, seed, init)),
       sgd_(std::make_unique<Sgd>(net_->named_parameters(), sgd)) {}
 
 BatchResult Classifier::score(const Tensor& log_probs, const int64_t* labels, int64_t n,

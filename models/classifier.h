@@ -19,7 +19,8 @@ struct BatchResult {
 
 class Classifier {
  public:
-  Classifier(const ResNetConfig& cfg, uint64_t seed, SgdConfig sgd = {});
+  // init=false: no random initialisation (load weights next; see ResNet).
+  Classifier(const ResNetConfig& cfg, uint64_t seed, SgdConfig sgd = {}, bool init = true);
   ResNet& net() { return *net_; }
   Sgd& optimizer() { return *sgd_; }
 

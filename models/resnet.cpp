@@ -115,7 +115,7 @@ std::vector<std::string> known_archs() {
   return v;
 }
 
-ResNet::ResNet(const ResNetConfig& cfg, uint64_t seed) : cfg_(cfg), seed_(seed) {
+ResNet::ResNet(const ResNetConfig& cfg, uint64_t seed, bool init) : cfg_(cfg), seed_(seed) {
   const ArchSpec& arch = find_arch(cfg.arch);
   if (cfg.num_classes < 1)
     fail("num_classes", "a positive number of classes", std::to_string(cfg.num_classes));
@@ -143,6 +143,7 @@ ResNet::ResNet(const ResNetConfig& cfg, uint64_t seed) : cfg_(cfg), seed_(seed) 
   for (auto& [name, t] : named_parameters()) Tensor(t).set_name(name);
   for (auto& [name, t] : named_buffers()) Tensor(t).set_name(name);
 
+  if (!init) return;
   // torchvision: kaiming_normal_(fan_out, relu) for convs, BN weight 1 / bias 0 (the
   // BatchNorm2d defaults), nn.Linear's own default for fc.
   layers::Rng rng(seed);

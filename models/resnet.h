@@ -27,7 +27,9 @@ std::vector<std::string> known_archs();
 
 class ResNet : public layers::Module {
  public:
-  ResNet(const ResNetConfig& cfg, uint64_t seed);  // throws kiln::Error on an unknown arch
+  // Throws kiln::Error on an unknown arch. init=false skips torchvision's random initialisation
+  // (conv weights stay zero) for callers that load every weight next (serving).
+  ResNet(const ResNetConfig& cfg, uint64_t seed, bool init = true);
   ~ResNet() override;
   const char* type_name() const override { return "ResNet"; }
 
