@@ -119,6 +119,7 @@ Server::Server(ServerOptions options)
 
 Server::~Server() {
   stop();
+  batcher_.stop();  // when run() was never called, the worker may still be waiting for work
   if (worker_.joinable()) worker_.join();
 }
 

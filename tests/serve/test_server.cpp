@@ -443,3 +443,15 @@ TEST_CASE("the access log has one line per request") {
   CHECK(log.find("127.0.0.1") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("a server destroyed without run() does not hang") {
+  serve::ServerOptions o = quiet();
+  o.host = "127.0.0.1";
+  o.port = 0;
+  auto s = std::make_unique<serve::Server>(o);
+  CHECK(s->bind() > 0);
+  s->start(test_loader());
+  std::this_thread::sleep_for(50ms);
+  s.reset();  // joins the worker, which was serving an empty queue
+  CHECK(true);
+}
