@@ -83,7 +83,7 @@ std::string Metrics::render() const {
   s += "# HELP kiln_model_ready 1 once the model is loaded and /ping answers 200.\n";
   s += "# TYPE kiln_model_ready gauge\n";
   s += std::string("kiln_model_ready ") + (model_ready_ ? "1" : "0") + "\n";
-  s += "# HELP kiln_request_duration_seconds /invocations latency, request read to response written.\n";
+  s += "# HELP kiln_request_duration_seconds /invocations latency, request headers read to response ready.\n";
   s += "# TYPE kiln_request_duration_seconds histogram\n";
   s += latency_.render("kiln_request_duration_seconds");
   s += "# HELP kiln_batch_size Images per forward pass of the dynamic batcher.\n";

@@ -45,7 +45,7 @@ class Metrics {
   std::map<std::pair<std::string, int>, uint64_t> requests_;  // (path, status) -> count
   std::atomic<uint64_t> invocation_errors_{0}, images_{0};
   std::atomic<bool> model_ready_{false};
-  Histogram latency_;         // /invocations, from the request's first byte to the response
+  Histogram latency_;         // /invocations, from its headers read to its response ready
   Histogram batch_size_;      // images per forward pass
   Histogram batch_seconds_;   // time of one forward pass
 };

@@ -311,12 +311,20 @@ void Server::setup_routes() {
     set_error(res, 500, "internal error: " + what);
   });
 
+  // Metrics are recorded just before the response is written, so a client that has its answer
+  // also finds it counted in /metrics; the access log line follows the write.
+  h.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
+    double seconds =
+        t_request_started ? std::chrono::duration<double>(Clock::now() - t_request_start).count()
+                          : 0.0;
+    metrics_.record_request(req.path, res.status, seconds);
+  });
+
   h.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
     double seconds =
         t_request_started ? std::chrono::duration<double>(Clock::now() - t_request_start).count()
                           : 0.0;
     t_request_started = false;
-    metrics_.record_request(req.path, res.status, seconds);
     if (!options_.access_log) return;
     char tail[96];
     std::snprintf(tail, sizeof tail, "\" %d %zu %.2fms\n", res.status, res.body.size(),
