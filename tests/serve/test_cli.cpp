@@ -66,7 +66,7 @@ json.dump({'instances': u8.tolist()}, open('pixels.json', 'w'))
 from PIL import Image
 Image.fromarray(u8[0]).save('img.png')
 Image.fromarray(u8[1]).save('img.jpg', quality=95)
-np.save('big.npy', rng.standard_normal((24, 3, 32, 32)).astype(np.float32))
+np.save('big.npy', rng.standard_normal((96, 3, 32, 32)).astype(np.float32))
 )PY";
 
 struct Fixture {
@@ -387,7 +387,7 @@ TEST_CASE("kiln serve on the AVX2 path predicts like the AVX-512 path") {
 
 TEST_CASE("kiln serve: SIGTERM finishes in-flight requests and exits 0 within 30 s") {
   KilnServe& s = shared_server();
-  const std::string big = file("big.npy");  // 24 images: three forward passes each
+  const std::string big = file("big.npy");  // 96 images: twelve forward passes each
   std::vector<std::future<int>> inflight;
   for (int i = 0; i < 3; ++i)
     inflight.push_back(std::async(std::launch::async, [&] {
@@ -396,10 +396,20 @@ TEST_CASE("kiln serve: SIGTERM finishes in-flight requests and exits 0 within 30
       if (!r) return -1;
       std::vector<int64_t> shape;
       if (r->status == 200) floats(r->body, &shape);
-      return r->status == 200 && shape == std::vector<int64_t>{24, 100} ? 200 : r->status;
+      return r->status == 200 && shape == std::vector<int64_t>{96, 100} ? 200 : r->status;
     }));
-  // Wait until the server is working on them (the access log has no line for them yet).
-  std::this_thread::sleep_for(300ms);
+  // SIGTERM once the first of their forward passes has finished, while the rest are pending.
+  auto batches = [&] {
+    auto r = client(s.port()).Get("/metrics");
+    if (!r) return -1.0;
+    size_t p = r->body.rfind("\nkiln_batch_size_count ");
+    return p == std::string::npos ? -1.0 : std::atof(r->body.c_str() + p + 23);
+  };
+  const double before = batches();
+  for (int i = 0; i < 2000 && batches() <= before; ++i) std::this_thread::sleep_for(5ms);
+  int pending = 0;
+  for (auto& f : inflight) pending += f.wait_for(0s) != std::future_status::ready;
+  CHECK(pending > 0);  // the drain below is tested, not a server that had already finished
   double seconds = 0;
   int code = s.terminate(30s, &seconds);
   MESSAGE("SIGTERM to exit: " << seconds << " s");
