@@ -2,8 +2,13 @@
 # dataset exactly as `kiln train --no-shuffle --no-augment --val-size 0` does (step k uses
 # records k*B .. (k+1)*B-1 in file order; ToTensor + Normalize; log_softmax + nll_loss; SGD),
 # starting from the given weights, then compares every tensor with kiln's model.pth.
-# Tolerance: per tensor, max|kiln - torch| <= 1e-3 x max(how far torch moved it, 1e-3 x max|w|)
-# for parameters, 1e-4 x the same for running statistics; num_batches_tracked exactly.
+# The reference is PyTorch in float64. Tolerance, per tensor: max|kiln - torch64| <= 1e-3 x (how
+# far torch moved it) for parameters (1e-4 for running statistics), or twice the spread of
+# PyTorch's own float64 result when its starting weights are perturbed by 1e-7 relative (fp32
+# rounding), whichever is larger; num_batches_tracked exactly. The second bound is needed because
+# a few steps at batch 16 are ill-conditioned in the deep layers (layer4 runs on 1x1 maps: BN over
+# 16 values, ReLU masks flip under rounding-size changes): measured, a 1e-7 perturbation moves
+# PyTorch's own layer4 biases by ~9% of their movement. A wrong gradient anywhere is far above both.
 # usage: replay.py MODE ...
 #   init  ARCH CLASSES OUT.pth                  write torchvision's initial weights (seed 0)
 #   check ARCH DATA_DIR INIT.pth KILN.pth B STEPS LR  train in torch and compare
@@ -38,18 +43,30 @@ def main():
     x_all = (x_all - mean) / std     # Normalize
     sd = torch.load(init)
     classes = sd["fc.weight"].shape[0]
-    model = make(arch, classes)
-    model.load_state_dict(sd)
-    model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
-    for k in range(steps):
-        x, y = x_all[k * B:(k + 1) * B], labels[k * B:(k + 1) * B]
-        loss = F.nll_loss(F.log_softmax(model(x), dim=1), y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        print("torch step %d loss %.6f" % (k + 1, loss.item()))
-    ref = model.state_dict()
+
+    def train(perturb_seed=None):
+        model = make(arch, classes)
+        model.load_state_dict(sd)
+        model = model.double()
+        model.train()
+        if perturb_seed is not None:
+            g = torch.Generator().manual_seed(perturb_seed)
+            with torch.no_grad():
+                for p in model.parameters():
+                    p.mul_(1 + 1e-7 * torch.randn(p.shape, generator=g, dtype=torch.float64))
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+        for k in range(steps):
+            x, y = x_all[k * B:(k + 1) * B].double(), labels[k * B:(k + 1) * B]
+            loss = F.nll_loss(F.log_softmax(model(x), dim=1), y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if perturb_seed is None:
+                print("torch step %d loss %.6f" % (k + 1, loss.item()))
+        return model.state_dict()
+
+    ref = train()
+    ensemble = [train(seed) for seed in range(3)]
     got = torch.load(kiln_pth)
     assert list(got.keys()) == list(ref.keys()), "key lists differ"
     worst = {}
@@ -59,18 +76,20 @@ def main():
         if r.dtype == torch.int64:
             assert torch.equal(g, r), "%s: %s vs %s" % (name, g, r)
             continue
-        init_t = sd[name]
-        # Error relative to how far the tensor moved in training and to its size.
-        err = (g - r).abs().max().item()
-        scale = max((r - init_t).abs().max().item(), 1e-3 * r.abs().max().item(), 1e-6)
+        init_t = sd[name].double()
         kind = "running" if "running" in name else "param"
-        worst[kind] = max(worst.get(kind, (0.0, "")), (err / scale, name))
-        print("%-40s max|diff| %.3e  moved %.3e  rel %.3e" % (name, err, scale, err / scale))
-    limits = {"param": 1e-3, "running": 1e-4}
+        # Error relative to how far the tensor moved in training (and to its size).
+        err = (g.double() - r).abs().max().item()
+        scale = max((r - init_t).abs().max().item(), 1e-3 * r.abs().max().item(), 1e-12)
+        spread = max((e[name] - r).abs().max().item() for e in ensemble)
+        limit = max({"param": 1e-3, "running": 1e-4}[kind] * scale, 2 * spread)
+        worst[kind] = max(worst.get(kind, (0.0, "")), (err / limit, name))
+        print("%-40s max|diff| %.3e  moved %.3e  oracle spread %.3e  err/limit %.3f" %
+              (name, err, scale, spread, err / limit))
     ok = True
     for kind, (rel, name) in worst.items():
-        print("WORST %s %.3e %s (limit %.0e)" % (kind, rel, name, limits[kind]))
-        ok = ok and rel <= limits[kind]
+        print("WORST %s err/limit %.3f %s" % (kind, rel, name))
+        ok = ok and rel <= 1.0
     sys.exit(0 if ok else 1)
 
 main()
