@@ -1,4 +1,4 @@
-# kiln as a SageMaker training and inference container (REFERENCE.md section 5).
+# kiln as a SageMaker training and inference container (the SageMaker container contract: docs/container.md).
 #   docker run IMAGE train   -> kiln train: the training-container contract on /opt/ml
 #   docker run IMAGE serve   -> kiln serve: /ping and /invocations on port 8080, model in /opt/ml/model
 # Multi-stage on Debian 12: the build stage compiles a generic x86-64 binary (kernels for AVX2 and

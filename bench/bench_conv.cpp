@@ -2,7 +2,7 @@
 // (ops::conv2d: oneDNN with the layout it chooses) against a naive direct convolution on
 // identical data (validated at batch 8 before any timing). items_processed = multiply-adds,
 // so items/s x 2 reads as FLOP/s (the counter `GFLOPS` shows it directly; padded taps count,
-// as in REFERENCE.md's "full padded FLOPs"). Wall-clock time: oneDNN runs multi-threaded.
+// the "full padded FLOPs" of a direct convolution). Wall-clock time: oneDNN runs multi-threaded.
 // kiln's input here is a plain NCHW tensor, so each call includes the reorder into the
 // blocked layout that a steady-state training step avoids: a lower bound on conv speed.
 #include <benchmark/benchmark.h>

@@ -1,7 +1,7 @@
 // `kiln bench train|infer`: times training steps (forward + backward + SGD, train mode) or
 // eval-mode inference of a freshly initialised ResNet on random data, after warm-up, and prints
 // one line per timed step then, as the LAST line, `train_img_per_s=<median>` or
-// `infer_ms_median=<median ms>` (what scripts grep). Same workload as REFERENCE.md section 4.
+// `infer_ms_median=<median ms>` (what scripts grep). Same workload as bench/pytorch_bench.py.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>

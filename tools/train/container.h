@@ -1,4 +1,4 @@
-// SageMaker training-container contract for `kiln train` (REFERENCE.md section 5). The /opt/ml
+// SageMaker training-container contract for `kiln train` (docs/train.md). The /opt/ml
 // root can be moved (--opt-ml DIR or KILN_OPT_ML) so tests and `kiln pipeline --local` run it in a
 // temporary tree. Layout under the root:
 //   input/config/{hyperparameters,resourceconfig,inputdataconfig}.json, input/data/<channel>/,

@@ -1,4 +1,4 @@
-// The reference training loop (REFERENCE.md section 1) behind `kiln train`: ResNet +
+// The reference training loop (docs/train.md) behind `kiln train`: ResNet +
 // log_softmax + nll_loss, SGD, per-epoch train/val metrics, early stopping on val_loss, test at
 // the end with batch 4, the model directory, checkpoints and SIGTERM/SIGINT handling.
 // Everything random in training comes from the data loader, a pure function of
