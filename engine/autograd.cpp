@@ -33,6 +33,11 @@ static_assert(sizeof(kOpTable) / sizeof(kOpTable[0]) == static_cast<size_t>(OpKi
               "one row per OpKind");
 
 thread_local std::vector<Node> t_tape;
+thread_local GradReadyHook t_grad_ready_hook;
+
+bool counts_uses(const Tensor& t) {
+  return t.defined() && t.impl()->is_leaf && t.impl()->requires_grad;
+}
 
 // Whether writing into g in place can change anything but g (shared handles or views).
 // Arena slices share one storage by design and never alias each other.
@@ -56,10 +61,17 @@ void record(OpKind op, std::vector<Tensor> inputs, const Tensor& output,
             std::shared_ptr<void> saved) {
   output.impl()->requires_grad = true;
   output.impl()->is_leaf = false;
+  for (const Tensor& t : inputs)
+    if (counts_uses(t)) ++t.impl()->pending_uses;
   t_tape.push_back(Node{op, std::move(inputs), output, std::move(saved)});
 }
 
-void clear_tape() { t_tape.clear(); }
+void clear_tape() {
+  for (Node& node : t_tape)
+    for (const Tensor& t : node.inputs)
+      if (counts_uses(t)) t.impl()->pending_uses = 0;
+  t_tape.clear();
+}
 size_t tape_size() { return t_tape.size(); }
 
 void accumulate_grad(const Tensor& t, const Tensor& g) {
@@ -120,6 +132,8 @@ void finish_grad(const Tensor& t, GradSink& sink) {
 
 namespace kiln {
 
+void set_grad_ready_hook(GradReadyHook hook) { autograd::t_grad_ready_hook = std::move(hook); }
+
 void Tensor::backward() const {
   KILN_ASSERT(numel() == 1, "backward() starts from a scalar; " + name() + " has " +
                                 std::to_string(numel()) + " elements");
@@ -141,6 +155,11 @@ void Tensor::backward(const Tensor& grad_output) const {
     if (node.output.impl()->grad.defined()) op_def(node.op).backward(node);
     // Free the graph as we go: the output's grad and everything the node saved.
     if (!node.output.impl()->is_leaf) node.output.impl()->grad = Tensor();
+    for (const Tensor& t : node.inputs) {
+      if (!counts_uses(t) || --t.impl()->pending_uses > 0) continue;
+      // Even a leaf this backward never reached is final: its gradient is what it was.
+      if (t_grad_ready_hook) t_grad_ready_hook(t);
+    }
     node = Node{};
   }
   tape.clear();

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -56,6 +57,14 @@ class Tensor {
  private:
   std::shared_ptr<TensorImpl> impl_;
 };
+
+// Called by backward() on this thread as soon as a leaf's gradient is final: every tape node
+// that read the leaf has run its backward rule. Parameters become ready in reverse order of
+// their last use, while backward goes on: a data-parallel trainer starts reducing a layer's
+// gradients here (in buckets) while the layers below are still differentiating. An empty
+// function removes the hook. The hook must not run ops that record on this thread's tape.
+using GradReadyHook = std::function<void(const Tensor& leaf)>;
+void set_grad_ready_hook(GradReadyHook hook);
 
 // RAII: while alive on this thread, ops record no tape (inference).
 struct NoGrad {

@@ -29,6 +29,7 @@ struct TensorImpl {
   bool grad_zero = false;       // grad counts as zeros (its bytes may be stale): the next op
                                 // writing it overwrites instead of adding
   bool arena_slice = false;     // storage is an SGD arena shared with other slices
+  int32_t pending_uses = 0;     // leaves: tape nodes still to run backward that read this tensor
   Tensor grad;
 
   // The same values in other layouts (e.g. the weights a conv's backward-data primitive wants,
