@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <thread>
 
+#include "aws/json_rpc.h"
 #include "core/error.h"
 
 namespace kiln::aws {
@@ -77,42 +78,12 @@ json create_endpoint_body(const EndpointSpec& s) {
 
 SageMakerClient::SageMakerClient(ClientConfig cfg) : cfg_(std::move(cfg)) {}
 
-static Url service_endpoint(const ClientConfig& cfg, const std::string& service_id, const std::string& host) {
-  std::string o = endpoint_override(cfg, service_id);
-  if (!o.empty()) {
-    Url u = Url::parse(o, service_id + " endpoint URL");
-    if (!u.path.empty() && u.path.back() == '/') u.path.pop_back();
-    return u;
-  }
-  Url u;
-  u.host = host;
-  return u;
-}
-
-static void need_region(const ClientConfig& cfg, const std::string& what) {
-  if (cfg.region.empty())
-    throw Error(what + ": no region configured", "pass --region, or set AWS_REGION or a region in your AWS profile");
-}
+namespace {
+const JsonService kSageMaker{"SageMaker", "sagemaker", "sagemaker", "SageMaker", "api.sagemaker"};
+}  // namespace
 
 json SageMakerClient::call(const std::string& op, const json& body) {
-  need_region(cfg_, "SageMaker " + op);
-  AwsRequest r;
-  r.service_name = "SageMaker";
-  r.operation = op;
-  r.signing_name = "sagemaker";
-  r.signing_region = cfg_.region;
-  r.endpoint = service_endpoint(cfg_, "sagemaker", "api.sagemaker." + cfg_.region + ".amazonaws.com");
-  r.method = "POST";
-  r.path = "/";
-  r.headers = {{"Content-Type", "application/x-amz-json-1.1"}, {"X-Amz-Target", "SageMaker." + op}};
-  r.body = body.dump();
-  HttpResponse resp = send_request(cfg_, std::move(r));
-  if (resp.body.empty()) return json::object();
-  try {
-    return json::parse(resp.body);
-  } catch (const std::exception&) {
-    fail("SageMaker " + op + " response", "a JSON document", "'" + resp.body.substr(0, 100) + "'");
-  }
+  return json_rpc_call(cfg_, kSageMaker, op, body);
 }
 
 std::string SageMakerClient::create_training_job(const TrainingJobSpec& s) {

@@ -16,6 +16,8 @@
                              {name: [first group of each matching line]} (Python's re)
   check-shapes FILE          FILE is {"Operation": request body, ...}: check each against
                              botocore's SageMaker service model (required members, types)
+  ecr-put-image ENDPOINT KEY SECRET REPO TAG MEDIATYPE
+                             PutImage of a small manifest of that media type; prints its digest
 """
 import json
 import sys
@@ -166,6 +168,15 @@ def main():
                           for d in spec["definitions"]}))
     elif cmd == "check-shapes":
         return check_shapes(*args)
+    elif cmd == "ecr-put-image":
+        ep, key, secret, repo, tag, media_type = args
+        manifest = json.dumps({"schemaVersion": 2, "mediaType": media_type,
+                               "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                                          "size": 2, "digest": "sha256:" + "4" * 64},
+                               "layers": []})
+        r = client("ecr", ep, key, secret).put_image(repositoryName=repo, imageTag=tag,
+                                                      imageManifest=manifest, imageManifestMediaType=media_type)
+        print(r["image"]["imageId"]["imageDigest"])
     else:
         print("unknown command " + cmd, file=sys.stderr)
         return 2
