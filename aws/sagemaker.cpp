@@ -12,7 +12,7 @@ namespace kiln::aws {
 using nlohmann::json;
 
 std::vector<std::pair<std::string, std::string>> kiln_metric_definitions() {
-  // Agreed with the training side (the lines tools/train/metrics_log.cpp prints): plain character classes, no
+  // Agreed with the training side (the lines train/metrics_log.cpp prints): plain character classes, no
   // look-arounds or \b, so any regex engine SageMaker uses reads them the same way.
   std::vector<std::pair<std::string, std::string>> defs;
   for (const char* m : {"train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc"})

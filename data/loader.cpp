@@ -70,6 +70,8 @@ struct Loader::Impl {
   Impl(const Dataset& d, std::vector<int64_t> idx, LoaderConfig c)
       : ds(d), indices(std::move(idx)), cfg(c), normalizer(c.norm) {}
 
+  int64_t shard_capacity() const { return (cfg.batch_size + cfg.shard_count - 1) / cfg.shard_count; }
+
   std::shared_ptr<const std::vector<int64_t>> order(int64_t e) const {
     std::lock_guard<std::mutex> lock(perm_mu);
     auto it = perms.find(e);
@@ -89,8 +91,11 @@ struct Loader::Impl {
     KILN_ASSERT(index >= 0 && index < bpe, "batch index out of range");
     const auto ord = order(e);
     const int64_t n_total = static_cast<int64_t>(ord->size());
-    const int64_t begin = index * cfg.batch_size;
-    const int64_t end = std::min(n_total, begin + cfg.batch_size);
+    const int64_t batch_begin = index * cfg.batch_size;
+    const int64_t batch_len = std::min(n_total, batch_begin + cfg.batch_size) - batch_begin;
+    const int64_t share = batch_len / cfg.shard_count, extra = batch_len % cfg.shard_count;
+    const int64_t begin = batch_begin + cfg.shard_rank * share + std::min(cfg.shard_rank, extra);
+    const int64_t end = begin + share + (cfg.shard_rank < extra ? 1 : 0);
     alignas(64) uint8_t tmp[kImageBytes];
     for (int64_t k = begin; k < end; ++k) {
       const int64_t rec = (*ord)[static_cast<size_t>(k)];
@@ -170,6 +175,9 @@ Loader::Loader(const Dataset& ds, std::vector<int64_t> indices, LoaderConfig cfg
   if (cfg.batch_size < 1) fail("--batch-size", "at least 1", std::to_string(cfg.batch_size));
   if (cfg.workers < 0) fail("loader workers", "0 or more", std::to_string(cfg.workers));
   cfg.prefetch = std::max(cfg.prefetch, 1);
+  if (cfg.shard_count < 1 || cfg.shard_rank < 0 || cfg.shard_rank >= cfg.shard_count)
+    fail("loader shard", "rank in [0, count) and count >= 1",
+         "rank " + std::to_string(cfg.shard_rank) + " of " + std::to_string(cfg.shard_count));
   for (int64_t i : indices)
     KILN_ASSERT(i >= 0 && i < ds.size(), "loader index " + std::to_string(i) + " outside the dataset");
   impl_ = std::make_unique<Impl>(ds, std::move(indices), cfg);
@@ -179,8 +187,8 @@ Loader::Loader(const Dataset& ds, std::vector<int64_t> indices, LoaderConfig cfg
   const int nslots = cfg.workers == 0 ? 1 : cfg.prefetch + 1;
   impl_->slots.resize(static_cast<size_t>(nslots));
   for (auto& s : impl_->slots) {
-    s.images = aligned_array<float>(cfg.batch_size * kImageBytes);
-    s.labels = aligned_array<int64_t>(cfg.batch_size);
+    s.images = aligned_array<float>(impl_->shard_capacity() * kImageBytes);
+    s.labels = aligned_array<int64_t>(impl_->shard_capacity());
   }
   impl_->start();
 }
@@ -231,6 +239,7 @@ bool Loader::next(Batch& out) {
 
 int64_t Loader::batches_per_epoch() const { return impl_->bpe; }
 int64_t Loader::size() const { return static_cast<int64_t>(impl_->indices.size()); }
+int64_t Loader::shard_capacity() const { return impl_->shard_capacity(); }
 const LoaderConfig& Loader::config() const { return impl_->cfg; }
 
 LoaderStats Loader::stats() const {

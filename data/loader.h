@@ -27,6 +27,13 @@ struct LoaderConfig {
   int workers = 1;         // prefetch threads (0 = fill batches on the caller's thread)
   int prefetch = 4;        // batches buffered ahead (>= 1)
   Normalization norm{};
+  // Data-parallel sharding in the epoch order's index space: batch_size is the global batch;
+  // of each global batch's records (k*batch_size ... in the epoch's order), shard `shard_rank`
+  // of `shard_count` gets its contiguous, nearly equal part (the first len % count shards one
+  // record more). The shards of a batch together are exactly the unsharded batch, record for
+  // record and byte for byte (augmentation depends on (seed, epoch, record) only). A shard of a
+  // short last batch can be empty (n == 0). Defaults: one shard, the whole batch.
+  int64_t shard_rank = 0, shard_count = 1;
 };
 
 // What a checkpoint stores to resume the loader.
@@ -39,7 +46,7 @@ struct LoaderState {
 struct Batch {
   const float* images = nullptr;    // (n,3,32,32); valid until the next next()/restore()
   const int64_t* labels = nullptr;  // n
-  int64_t n = 0;
+  int64_t n = 0;                    // this shard's records (the whole batch's when unsharded)
   int64_t epoch = 0, index = 0;     // which batch this is
 };
 
@@ -61,14 +68,15 @@ class Loader {
   // The next batch of the current epoch; false (and epoch+1) when the epoch is over.
   bool next(Batch& out);
   int64_t batches_per_epoch() const;
-  int64_t size() const;  // records per epoch
+  int64_t size() const;  // records per epoch (all shards)
+  int64_t shard_capacity() const;  // the most records one shard of a batch holds
   LoaderState state() const;
   void restore(const LoaderState& s);
   const LoaderConfig& config() const;
   LoaderStats stats() const;
 
-  // The synchronous building block the workers use: fills batch `index` of `epoch` into
-  // images (batch_size*3072 floats) and labels; returns the batch's n.
+  // The synchronous building block the workers use: fills this shard of batch `index` of
+  // `epoch` into images (shard_capacity()*3072 floats) and labels; returns the shard's n.
   int64_t fill(int64_t epoch, int64_t index, float* images, int64_t* labels) const;
   // Records (indices into ds) of the given epoch in visiting order.
   std::vector<int64_t> epoch_order(int64_t epoch) const;

@@ -2,6 +2,7 @@
 #include "models/classifier.h"
 
 #include "core/error.h"
+#include "models/argmax.h"
 #include "engine/ops.h"
 
 namespace kiln::models {
@@ -17,12 +18,8 @@ BatchResult Classifier::score(const Tensor& log_probs, const int64_t* labels, in
   r.count = n;
   const float* lp = log_probs.plain_data();
   int64_t K = log_probs.dim(1);
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t best = 0;
-    for (int64_t k = 1; k < K; ++k)
-      if (lp[i * K + k] > lp[i * K + best]) best = k;
-    if (best == labels[i]) ++r.correct;
-  }
+  for (int64_t i = 0; i < n; ++i)
+    if (argmax(lp + i * K, K) == labels[i]) ++r.correct;
   return r;
 }
 

@@ -1,11 +1,10 @@
 #include "tools/args.h"
 
-#include <cerrno>
 #include <cstdio>
-#include <cstdlib>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/parse.h"
 
 namespace kiln::cli {
 
@@ -138,21 +137,7 @@ std::string Args::usage() const {
   return o.str();
 }
 
-int64_t parse_int(const std::string& text, const std::string& what) {
-  errno = 0;
-  char* end = nullptr;
-  long long v = std::strtoll(text.c_str(), &end, 10);
-  if (text.empty() || *end != '\0' || errno == ERANGE)
-    fail(what, "an integer", "'" + text + "'");
-  return v;
-}
-
-double parse_double(const std::string& text, const std::string& what) {
-  errno = 0;
-  char* end = nullptr;
-  double v = std::strtod(text.c_str(), &end);
-  if (text.empty() || *end != '\0' || errno == ERANGE) fail(what, "a number", "'" + text + "'");
-  return v;
-}
+int64_t parse_int(const std::string& text, const std::string& what) { return kiln::parse_int(text, what); }
+double parse_double(const std::string& text, const std::string& what) { return kiln::parse_double(text, what); }
 
 }  // namespace kiln::cli

@@ -8,11 +8,11 @@
 #include "data/loader.h"
 #include "engine/cpu.h"
 #include "models/classifier.h"
+#include "models/model_dir.h"
 #include "tools/args.h"
 #include "tools/command.h"
-#include "tools/train/metrics_log.h"
-#include "tools/train/model_dir.h"
-#include "tools/train/trainer.h"
+#include "train/evaluate.h"
+#include "train/metrics_log.h"
 
 namespace {
 
@@ -27,7 +27,7 @@ int run_eval(const std::vector<std::string>& argv) {
   if (!a.parse(argv)) return 0;
   if (a.has("--isa")) kiln::force_isa(kiln::parse_isa(a.get("--isa")));
   if (a.get_int("--threads") > 0) kiln::set_num_threads(static_cast<int>(a.get_int("--threads")));
-  kiln::cli::LoadedModel m = kiln::cli::load_model_dir(a.get("--model-dir"));
+  kiln::models::LoadedModel m = kiln::models::load_model_dir(a.get("--model-dir"));
   kiln::data::Cifar100 ds = kiln::data::load_cifar100(a.get("--data"));
   const int64_t classes = m.config.num_classes;
   if (ds.test.num_classes() != classes)
@@ -55,8 +55,8 @@ int run_eval(const std::vector<std::string>& argv) {
               m.config.arch.c_str(), static_cast<long long>(classes),
               m.config.dataset == "synthetic" ? ", trained on SYNTHETIC data" : "", static_cast<long long>(n),
               ds.root.string().c_str(), ds.synthetic ? " (SYNTHETIC)" : "");
-  kiln::cli::EvalResult r = kiln::cli::evaluate_loader(clf, loader, classes);
-  std::printf("%s\n", kiln::cli::test_metric_line(r.loss, r.acc).c_str());
+  kiln::train::EvalResult r = kiln::train::evaluate_loader(clf, loader, classes);
+  std::printf("%s\n", kiln::train::test_metric_line(r.loss, r.acc).c_str());
   std::printf("per-class accuracy:\n");
   for (int64_t k = 0; k < classes; ++k) {
     auto total = r.class_total[static_cast<size_t>(k)];

@@ -15,10 +15,10 @@
 #include "engine/tensor.h"
 #include "io/npy.h"
 #include "io/weights.h"
+#include "models/model_dir.h"
 #include "models/resnet.h"
 #include "tools/args.h"
 #include "tools/command.h"
-#include "tools/train/model_dir.h"
 
 namespace kiln::cli {
 namespace {
@@ -84,7 +84,7 @@ int run_predict(const std::vector<std::string>& argv) {
   std::string arch, source;
   int64_t image_size = 0;
   if (a.has("--model-dir")) {
-    LoadedModel m = load_model_dir(a.get("--model-dir"));
+    models::LoadedModel m = models::load_model_dir(a.get("--model-dir"));
     weights = std::move(m.weights);
     arch = m.config.arch;
     image_size = m.config.image_size;

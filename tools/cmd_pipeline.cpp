@@ -24,8 +24,8 @@
 #include "io/tar.h"
 #include "tools/args.h"
 #include "tools/command.h"
-#include "tools/train/model_dir.h"
-#include "tools/train/process.h"
+#include "models/model_dir.h"
+#include "tools/process.h"
 
 namespace {
 
@@ -268,7 +268,7 @@ int run_pipeline(const std::vector<std::string>& argv) {
   fs::create_directories(serving);
   unpack_model(kiln::read_file(tarball), serving);
   std::printf("%s (%zu bytes) -> %s\n", tarball.c_str(), targz.size(), serving.c_str());
-  kiln::cli::LoadedModel model = kiln::cli::load_model_dir(serving);
+  kiln::models::LoadedModel model = kiln::models::load_model_dir(serving);
   check_interrupted();
 
   // 4. Deploy.

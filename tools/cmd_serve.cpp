@@ -19,7 +19,7 @@
 #include "serve/server.h"
 #include "tools/args.h"
 #include "tools/command.h"
-#include "tools/train/model_dir.h"
+#include "models/model_dir.h"
 
 namespace {
 
@@ -35,9 +35,9 @@ void say(const std::string& line) {
 kiln::serve::Model load_model(const std::string& dir, int threads, int64_t max_batch) {
   const auto t0 = Clock::now();
   kiln::set_num_threads(threads);
-  kiln::cli::LoadedModel loaded = kiln::cli::load_model_dir(dir);
+  kiln::models::LoadedModel loaded = kiln::models::load_model_dir(dir);
   const auto t_read = Clock::now();
-  const kiln::cli::ModelConfig& cfg = loaded.config;
+  const kiln::models::ModelConfig& cfg = loaded.config;
   kiln::models::ResNetConfig rc;
   rc.arch = cfg.arch;
   rc.num_classes = cfg.num_classes;

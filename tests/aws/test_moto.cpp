@@ -344,7 +344,7 @@ TEST_CASE("S3 CreateBucket outside us-east-1 sends its LocationConstraint") {
 }
 
 TEST_CASE("MetricDefinitions regexes capture kiln train's metric lines (Python re), not its progress lines") {
-  // The lines tools/train/metrics_log.cpp prints (docs/train.md, the metric lines).
+  // The lines train/metrics_log.cpp prints (docs/train.md, the metric lines).
   TempDir d;
   json in = {{"definitions", json::array()},
              {"lines", {"epoch=12 train_loss=4.1234 train_acc=0.0812 val_loss=3.9012 val_acc=0.1100",

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <chrono>
 #include <set>
 #include <thread>
@@ -190,4 +191,45 @@ TEST_CASE("workers prefetch: a consumer slower than the workers never waits afte
   CHECK(s.batches == 6);
   // Generous for a loaded 2-core machine: filling 8 images takes well under a millisecond of CPU.
   CHECK_MESSAGE(s.waited <= 1, "the consumer waited for ", s.waited, " of 6 batches (", s.wait_s, " s)");
+}
+
+TEST_CASE("sharding: the shards of each global batch are the unsharded batch, record for record") {
+  const Dataset ds = small_dataset(23);
+  std::vector<int64_t> idx(23);
+  for (int64_t i = 0; i < 23; ++i) idx[static_cast<size_t>(i)] = i;
+  LoaderConfig cfg;
+  cfg.batch_size = 8;  // batches of 8, 8, 7 records
+  cfg.seed = 5;
+  Loader whole(ds, idx, cfg);
+  for (int64_t world : {2, 3}) {
+    CAPTURE(world);
+    std::vector<std::unique_ptr<Loader>> shards;
+    for (int64_t r = 0; r < world; ++r) {
+      LoaderConfig c = cfg;
+      c.shard_rank = r;
+      c.shard_count = world;
+      c.workers = static_cast<int>(r % 2);  // threaded and synchronous shards alike
+      shards.push_back(std::make_unique<Loader>(ds, idx, c));
+      CHECK(shards.back()->batches_per_epoch() == whole.batches_per_epoch());
+      CHECK(shards.back()->shard_capacity() == (8 + world - 1) / world);
+    }
+    whole.restore({0, 0, cfg.seed});
+    for (int64_t k = 0; k < 6; ++k) {  // two epochs (augmentation and order differ per epoch)
+      Taken w, s;
+      take(whole, 1, w);
+      for (int64_t r = 0; r < world; ++r) {
+        size_t before = s.labels.size();
+        take(*shards[static_cast<size_t>(r)], 1, s);
+        // Nearly equal parts, the first len % world shards one record more.
+        const int64_t len = w.sizes[0], got = static_cast<int64_t>(s.labels.size() - before);
+        CHECK(got == len / world + (r < len % world ? 1 : 0));
+      }
+      CHECK(s.labels == w.labels);
+      CHECK(s.images == w.images);
+    }
+  }
+  LoaderConfig bad = cfg;
+  bad.shard_rank = 2;
+  bad.shard_count = 2;
+  CHECK_THROWS_WITH(Loader(ds, idx, bad), doctest::Contains("rank 2 of 2"));
 }

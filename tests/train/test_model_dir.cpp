@@ -9,10 +9,11 @@
 #include "core/error.h"
 #include "io/pth.h"
 #include "tests/train/test_util.h"
-#include "tools/train/checkpoint.h"
-#include "tools/train/model_dir.h"
+#include "train/checkpoint.h"
+#include "models/model_dir.h"
 
-using namespace kiln::cli;
+using namespace kiln::train;
+using namespace kiln::models;
 namespace fs = std::filesystem;
 
 static kiln::io::NamedArray arr(const std::string& name, std::vector<int64_t> shape, float base) {

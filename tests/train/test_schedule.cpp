@@ -6,9 +6,9 @@
 #include <sstream>
 
 #include "tests/train/test_util.h"
-#include "tools/train/lr_schedule.h"
+#include "train/lr_schedule.h"
 
-using kiln::cli::LrSchedule;
+using kiln::train::LrSchedule;
 
 TEST_CASE("onecycle lr and momentum equal PyTorch's OneCycleLR(max_lr=0.1) step by step") {
   kiln::test::TempDir tmp("sched");

@@ -6,10 +6,10 @@
 #include <cstring>
 
 #include "tests/train/test_util.h"
-#include "tools/train/metrics_log.h"
-#include "tools/train/tensorboard.h"
+#include "train/metrics_log.h"
+#include "train/tensorboard.h"
 
-using namespace kiln::cli;
+using namespace kiln::train;
 
 TEST_CASE("crc32c matches the published check values") {
   CHECK(crc32c("123456789", 9) == 0xE3069283u);

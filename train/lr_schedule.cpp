@@ -1,13 +1,13 @@
 // LR schedules (see lr_schedule.h). The onecycle arithmetic follows torch/optim/lr_scheduler.py
 // (1.13) line by line, in double precision, so the values match PyTorch's to the last bit or so.
-#include "tools/train/lr_schedule.h"
+#include "train/lr_schedule.h"
 
 #include <cmath>
 #include <numbers>
 
 #include "core/error.h"
 
-namespace kiln::cli {
+namespace kiln::train {
 
 LrSchedule LrSchedule::constant(double lr, double momentum) {
   LrSchedule s;
@@ -67,4 +67,4 @@ LrMomentum LrSchedule::at(int64_t step) const {
   return {};
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

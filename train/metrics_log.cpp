@@ -1,5 +1,5 @@
 // Progress, metric lines, metrics.jsonl and TensorBoard scalars (see metrics_log.h).
-#include "tools/train/metrics_log.h"
+#include "train/metrics_log.h"
 
 #include <unistd.h>
 
@@ -8,9 +8,9 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
-#include "tools/train/tensorboard.h"
+#include "train/tensorboard.h"
 
-namespace kiln::cli {
+namespace kiln::train {
 
 namespace {
 
@@ -166,4 +166,4 @@ void MetricsLog::test(double test_loss, double test_acc, int64_t global_step) {
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

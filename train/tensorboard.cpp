@@ -1,6 +1,6 @@
 // TensorBoard event files (see tensorboard.h). Protobuf wire format by hand: field key =
 // (number << 3) | wire_type; wire types 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32.
-#include "tools/train/tensorboard.h"
+#include "train/tensorboard.h"
 
 #include <unistd.h>
 
@@ -10,7 +10,7 @@
 
 #include "core/error.h"
 
-namespace kiln::cli {
+namespace kiln::train {
 
 namespace {
 
@@ -127,4 +127,4 @@ void TensorBoardWriter::scalar(const std::string& tag, float value, int64_t step
 
 void TensorBoardWriter::flush() { std::fflush(file_); }
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

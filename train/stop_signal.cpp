@@ -1,12 +1,12 @@
 // SIGTERM/SIGINT -> a flag read at step boundaries (see stop_signal.h).
-#include "tools/train/stop_signal.h"
+#include "train/stop_signal.h"
 
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 
-namespace kiln::cli {
+namespace kiln::train {
 
 namespace {
 std::atomic<int> g_signal{0};
@@ -36,4 +36,4 @@ bool stop_requested() { return g_signal.load() != 0; }
 int stop_signal() { return g_signal.load(); }
 void request_stop_for_test(int sig) { g_signal.store(sig); }
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

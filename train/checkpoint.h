@@ -17,7 +17,7 @@
 
 #include "io/array.h"
 
-namespace kiln::cli {
+namespace kiln::train {
 
 struct TrainState {
   int64_t epoch = 0;        // epochs completed
@@ -45,4 +45,4 @@ std::filesystem::path write_checkpoint(const std::filesystem::path& dir, const C
 std::optional<std::filesystem::path> find_latest_checkpoint(const std::filesystem::path& dir);
 Checkpoint read_checkpoint(const std::filesystem::path& path);
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

@@ -10,7 +10,7 @@
 #include <filesystem>
 #include <string>
 
-namespace kiln::cli {
+namespace kiln::train {
 
 uint32_t crc32c(const void* data, size_t size);
 uint32_t masked_crc32c(const void* data, size_t size);
@@ -37,4 +37,4 @@ class TensorBoardWriter {
   std::FILE* file_ = nullptr;
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

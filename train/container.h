@@ -1,37 +1,24 @@
 // SageMaker training-container contract for `kiln train` (docs/train.md). The /opt/ml
 // root can be moved (--opt-ml DIR or KILN_OPT_ML) so tests and `kiln pipeline --local` run it in a
-// temporary tree. Layout under the root:
+// temporary tree. Hyperparameters: train/hyperparameters.h. Layout under the root:
 //   input/config/{hyperparameters,resourceconfig,inputdataconfig}.json, input/data/<channel>/,
 //   model/, checkpoints/, output/failure (written on failure), output/data/ (uploaded by SageMaker).
 #pragma once
 
 #include <filesystem>
+#include <map>
 #include <string>
-#include <utility>
 #include <vector>
 
-namespace kiln::cli {
+#include "train/options.h"
+
+namespace kiln::train {
 
 // The /opt/ml root: `option_value` when non-empty, else $KILN_OPT_ML, else "/opt/ml".
 std::filesystem::path opt_ml_root(const std::string& option_value);
 
 // Container mode applies when hyperparameters.json exists under the root.
 bool is_container_mode(const std::filesystem::path& root);
-
-struct HyperOption {
-  std::string name;  // kiln train option name without the leading dashes: "batch-size"
-  bool is_flag = false;
-};
-
-// hyperparameters.json -> ("--name", value) pairs to apply to kiln train's options.
-// Every value is a string, possibly JSON-encoded once more by the SageMaker Python SDK: "4" and
-// "\"4\"" both give 4 (non-string JSON values are accepted too). `_` in names is read as `-`
-// (batch_size == batch-size). Flags take true/false/1/0/yes/no; false leaves the flag off.
-// Keys starting with "sagemaker_" (set by the SDK's framework estimators) are skipped, with a
-// note in `notes`. Unknown names throw kiln::Error listing the known ones.
-std::vector<std::pair<std::string, std::string>> parse_hyperparameters(
-    const std::string& json_text, const std::string& what, const std::vector<HyperOption>& known,
-    std::vector<std::string>* notes);
 
 struct ContainerInputs {
   std::filesystem::path training;  // input/data/training
@@ -44,8 +31,16 @@ struct ContainerInputs {
 // `training` channel directory exists.
 ContainerInputs read_container_inputs(const std::filesystem::path& root);
 
+// The training run a container job asks for: hyperparameters.json applied over the defaults,
+// then `cli_values` (option name -> text: what the command line gave, which wins), then the
+// container's fixed layout (data from the channels, model/, checkpoints/ with resume, logs to
+// output/tensorboard unless given, plain progress). `notes` gets one line per applied or skipped
+// hyperparameter.
+TrainOptions container_options(const std::filesystem::path& root, const std::map<std::string, std::string>& cli_values,
+                               std::vector<std::string>* notes);
+
 // Writes the reason to <root>/output/failure (SageMaker shows its first 1024 characters).
 // Never throws: failing to write the failure file must not hide the original error.
 void write_failure(const std::filesystem::path& root, const std::string& reason);
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

@@ -2,6 +2,8 @@
 // model.tar.gz), and what `kiln eval`, `kiln serve` and `kiln predict --model-dir` read.
 // Layout: config.json (required), model.safetensors (preferred) and model.pth (torch.save
 // format, loadable by torchvision). Weights use torchvision's keys, fp32, C order.
+// It lives with the models, not with training: serving and evaluation read it without
+// linking the training library.
 #pragma once
 
 #include <array>
@@ -12,7 +14,7 @@
 
 #include "io/array.h"
 
-namespace kiln::cli {
+namespace kiln::models {
 
 struct ModelConfig {
   std::string arch = "resnet34";
@@ -42,4 +44,4 @@ LoadedModel load_model_dir(const std::filesystem::path& dir);
 void write_model_dir(const std::filesystem::path& dir, const ModelConfig& cfg,
                      const io::StateDict& weights);
 
-}  // namespace kiln::cli
+}  // namespace kiln::models

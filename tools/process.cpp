@@ -1,5 +1,5 @@
 // Child processes (see process.h).
-#include "tools/train/process.h"
+#include "tools/process.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>

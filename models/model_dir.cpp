@@ -1,6 +1,6 @@
 // The model directory (see model_dir.h). config.json is written with sorted keys by nlohmann;
 // readers accept any key order and ignore unknown keys so later versions can add fields.
-#include "tools/train/model_dir.h"
+#include "models/model_dir.h"
 
 #include <nlohmann/json.hpp>
 
@@ -9,7 +9,7 @@
 #include "io/pth.h"
 #include "io/safetensors.h"
 
-namespace kiln::cli {
+namespace kiln::models {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -139,4 +139,4 @@ void write_model_dir(const fs::path& dir, const ModelConfig& cfg, const io::Stat
   write_file_atomic(dir / "config.json", model_config_to_json(cfg));
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::models

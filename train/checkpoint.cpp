@@ -1,5 +1,5 @@
 // Training checkpoints (see checkpoint.h).
-#include "tools/train/checkpoint.h"
+#include "train/checkpoint.h"
 
 #include <algorithm>
 #include <cinttypes>
@@ -9,7 +9,7 @@
 #include "core/error.h"
 #include "io/safetensors.h"
 
-namespace kiln::cli {
+namespace kiln::train {
 
 namespace fs = std::filesystem;
 
@@ -156,4 +156,4 @@ Checkpoint read_checkpoint(const fs::path& path) {
   return c;
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

@@ -1,13 +1,14 @@
 // SageMaker training-container contract (see container.h).
-#include "tools/train/container.h"
+#include "train/container.h"
 
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "train/hyperparameters.h"
 
-namespace kiln::cli {
+namespace kiln::train {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -26,71 +27,12 @@ bool is_container_mode(const fs::path& root) {
 namespace {
 
 json parse_json_file(const std::string& text, const std::string& what) {
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    fail(what, "valid JSON", std::string("a parse error: ") + e.what());
-  }
-}
-
-// "4" -> 4; "\"4\"" -> 4; "\"onecycle\"" -> onecycle. Only one level of JSON encoding is undone,
-// and only when the string is a JSON string literal: "1e-3" stays "1e-3".
-std::string decode_value(const json& v) {
-  if (v.is_string()) {
-    std::string s = v.get<std::string>();
-    if (s.size() >= 2 && s.front() == '"' && s.back() == '"') {
-      try {
-        json inner = json::parse(s);
-        if (inner.is_string()) return inner.get<std::string>();
-      } catch (const json::parse_error&) {
-      }
-    }
-    return s;
-  }
-  if (v.is_boolean()) return v.get<bool>() ? "true" : "false";
-  if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
-  return v.dump();  // floats and anything else: their JSON text
+  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) fail(what, "valid JSON", "text that does not parse as JSON");
+  return j;
 }
 
 }  // namespace
-
-std::vector<std::pair<std::string, std::string>> parse_hyperparameters(
-    const std::string& json_text, const std::string& what, const std::vector<HyperOption>& known,
-    std::vector<std::string>* notes) {
-  json j = parse_json_file(json_text, what);
-  if (!j.is_object()) fail(what, "a JSON object of name: value", j.dump().substr(0, 80));
-  std::vector<std::pair<std::string, std::string>> out;
-  for (const auto& [key, value] : j.items()) {
-    if (key.rfind("sagemaker_", 0) == 0) {
-      if (notes) notes->push_back("ignoring SageMaker SDK hyperparameter " + key);
-      continue;
-    }
-    std::string name = key;
-    for (char& c : name)
-      if (c == '_') c = '-';
-    const HyperOption* opt = nullptr;
-    for (const auto& k : known)
-      if (k.name == name) opt = &k;
-    if (!opt) {
-      std::string names;
-      for (const auto& k : known) names += (names.empty() ? "" : ", ") + k.name;
-      fail(what + ": hyperparameter \"" + key + "\"", "one of the known names: " + names,
-           "an unknown name", "names are kiln train's option names without the leading dashes");
-    }
-    std::string v = decode_value(value);
-    if (opt->is_flag) {
-      std::string lower;
-      for (char c : v) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-      if (lower == "true" || lower == "1" || lower == "yes" || lower.empty())
-        out.emplace_back("--" + name, "1");
-      else if (lower != "false" && lower != "0" && lower != "no")
-        fail(what + ": hyperparameter \"" + key + "\"", "true or false", "'" + v + "'");
-    } else {
-      out.emplace_back("--" + name, v);
-    }
-  }
-  return out;
-}
 
 ContainerInputs read_container_inputs(const fs::path& root) {
   ContainerInputs in;
@@ -127,6 +69,36 @@ ContainerInputs read_container_inputs(const fs::path& root) {
   return in;
 }
 
+TrainOptions container_options(const fs::path& root, const std::map<std::string, std::string>& cli_values,
+                               std::vector<std::string>* notes) {
+  fs::path hp_path = root / "input" / "config" / "hyperparameters.json";
+  std::vector<std::string> parse_notes, hp_notes;
+  std::vector<Hyperparameter> hp = parse_hyperparameters(read_file(hp_path), hp_path.string(), &parse_notes);
+  for (const auto& n : parse_notes) hp_notes.push_back("note: " + n);
+  std::map<std::string, std::string> values, what_of;
+  for (const auto& h : hp) {
+    values[h.option] = h.value;
+    what_of[h.option] = hp_path.string() + ": hyperparameter \"" + h.key + "\"";
+    hp_notes.push_back("hyperparameter " + h.option + " = " + h.value +
+                       (cli_values.count(h.option) ? " (overridden by --" + h.option + ")" : ""));
+  }
+  for (const auto& [name, value] : cli_values) {
+    values[name] = value;
+    what_of.erase(name);
+  }
+  ContainerInputs in = read_container_inputs(root);
+  TrainOptions o = options_from(values, what_of);
+  o.data = in.training;
+  o.test_data = in.test;
+  o.model_dir = root / "model";
+  o.checkpoint_dir = root / "checkpoints";
+  o.resume = true;
+  if (o.log_dir.empty()) o.log_dir = root / "output" / "tensorboard";
+  o.plain_progress = true;  // CloudWatch is no terminal
+  if (notes) notes->insert(notes->end(), hp_notes.begin(), hp_notes.end());
+  return o;
+}
+
 void write_failure(const fs::path& root, const std::string& reason) {
   try {
     fs::create_directories(root / "output");
@@ -138,4 +110,4 @@ void write_failure(const fs::path& root, const std::string& reason) {
   }
 }
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

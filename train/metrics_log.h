@@ -14,7 +14,7 @@
 #include <optional>
 #include <string>
 
-namespace kiln::cli {
+namespace kiln::train {
 
 class TensorBoardWriter;
 
@@ -56,4 +56,4 @@ class MetricsLog {
   std::chrono::steady_clock::time_point epoch_start_, last_print_;
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

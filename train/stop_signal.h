@@ -3,7 +3,7 @@
 // at once. Handlers are async-signal-safe (they touch a lock-free atomic and nothing else).
 #pragma once
 
-namespace kiln::cli {
+namespace kiln::train {
 
 void install_stop_handlers();
 void remove_stop_handlers();  // restores the default actions
@@ -11,4 +11,4 @@ bool stop_requested();
 int stop_signal();            // the signal received (0 if none)
 void request_stop_for_test(int sig);
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <string>
 
-namespace kiln::cli {
+namespace kiln::train {
 
 struct LrMomentum {
   double lr = 0;
@@ -36,4 +36,4 @@ class LrSchedule {
   int64_t total_steps_ = 1;
 };
 
-}  // namespace kiln::cli
+}  // namespace kiln::train

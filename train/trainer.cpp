@@ -1,0 +1,430 @@
+// The reference training loop (see trainer.h). Metric conventions follow Lightning's on_epoch
+// logging: train_loss/train_acc are means over the epoch's samples (batch means weighted by batch
+// size), validation runs at every epoch end with the test transform (kiln fixes the reference's
+// quirk of augmenting validation images), and the test runs once at the end with batch 4.
+#include "train/trainer.h"
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <map>
+#include <optional>
+
+#include "core/error.h"
+#include "core/parse.h"
+#include "data/dataset.h"
+#include "data/split.h"
+#include "engine/cpu.h"
+#include "io/weights.h"
+#include "models/model_dir.h"
+#include "train/evaluate.h"
+#include "train/lr_schedule.h"
+#include "train/metrics_log.h"
+#include "train/stop_signal.h"
+
+namespace kiln::train {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string fmt_g(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.6g", v);
+  return buf;
+}
+
+const char* signal_name(int sig) { return sig == SIGTERM ? "SIGTERM" : "SIGINT"; }
+
+// Installs the engine's grad-ready hook for one train_step when the hooks need it; after_backward
+// runs when the last parameter is reported, i.e. at the end of backward, before SGD's step.
+class GradHookScope {
+ public:
+  GradHookScope(const StepHooks& hooks, const StepInfo& info, size_t params)
+      : hooks_(hooks), info_(info), params_(params) {
+    active_ = hooks_.grad_ready || hooks_.after_backward;
+    if (!active_) return;
+    set_grad_ready_hook([this](const Tensor& p) {
+      if (hooks_.grad_ready) hooks_.grad_ready(p);
+      if (++reported_ == params_ && hooks_.after_backward) hooks_.after_backward(info_);
+    });
+  }
+  ~GradHookScope() {
+    if (active_) set_grad_ready_hook({});
+  }
+  void check() const {
+    KILN_ASSERT(!active_ || reported_ == params_, "backward reported " + std::to_string(reported_) + " of " +
+                                                      std::to_string(params_) + " parameters");
+  }
+
+ private:
+  const StepHooks& hooks_;
+  const StepInfo& info_;
+  size_t params_, reported_ = 0;
+  bool active_ = false;
+};
+
+}  // namespace
+
+struct Trainer::Impl {
+  TrainOptions opt;
+  Rank rank;
+  StepHooks hooks;
+
+  data::Cifar100 ds;
+  data::Dataset test_set;
+  bool synthetic = false;
+  int64_t num_classes = 0, val_size = 0;
+  data::SplitIndices split;
+  data::LoaderConfig train_cfg, eval_cfg;
+  std::unique_ptr<data::Loader> train_loader;
+  std::unique_ptr<models::Classifier> clf;
+  size_t num_params = 0;
+  int64_t steps_per_epoch = 0, total_steps = 0;
+  LrSchedule sched;
+  std::map<std::string, std::string> settings;  // what a resume must match
+
+  TrainState state;
+  std::unique_ptr<MetricsLog> log;  // rank 0 only
+  TrainOutcome out;
+  Clock::time_point last_checkpoint_time = Clock::now();
+  bool max_steps_reached = false, early_stopped = false;
+
+  void note(const std::string& line) {
+    if (log) log->note(line);
+  }
+  bool resume_from_checkpoint();
+  EpochEnd interrupted(const std::string& where);
+  bool train_one_step(const data::Batch& b, double& lr_used);
+};
+
+Trainer::Trainer(const TrainOptions& opt, Rank rank, StepHooks hooks) : impl_(std::make_unique<Impl>()) {
+  if (rank.world < 1 || rank.rank < 0 || rank.rank >= rank.world)
+    fail("rank", "rank in [0, world) and world >= 1",
+         std::to_string(rank.rank) + " of " + std::to_string(rank.world));
+  impl_->opt = opt;
+  impl_->rank = rank;
+  impl_->hooks = std::move(hooks);
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::setup() {
+  Impl& m = *impl_;
+  const TrainOptions& opt = m.opt;
+  check_options(opt);
+  if (!opt.isa.empty()) force_isa(parse_isa(opt.isa));
+  if (opt.threads > 0) set_num_threads(opt.threads);
+  if (opt.data.empty()) throw Error("no training data given", "pass --data DIR");
+  if (!opt.pretrained.empty() && !opt.weights.empty())
+    throw Error("--pretrained and --weights both given", "use one: --pretrained swaps the head, --weights loads as is");
+
+  m.ds = data::load_cifar100(opt.data);
+  bool test_synthetic = m.ds.synthetic;
+  if (!opt.test_data.empty()) {
+    data::Cifar100 t = data::load_cifar100(opt.test_data);
+    m.test_set = std::move(t.test);
+    test_synthetic = t.synthetic;
+  } else {
+    m.test_set = std::move(m.ds.test);
+  }
+  m.synthetic = m.ds.synthetic || test_synthetic;
+  m.num_classes = opt.num_classes > 0 ? opt.num_classes : m.ds.train.num_classes();
+  if (m.num_classes != m.ds.train.num_classes())
+    fail("--num-classes", std::to_string(m.ds.train.num_classes()) + " (the dataset's classes)",
+         std::to_string(m.num_classes));
+  m.val_size = resolve_val_size(opt.val_size, m.ds.train.size());
+  m.split = data::split(m.ds.train.size(), m.val_size, opt.seed);
+  const int64_t test_count = opt.test_size >= 0 ? std::min(opt.test_size, m.test_set.size()) : m.test_set.size();
+  if (m.rank.is_root())
+    std::printf("data: %s (%s%s): %lld train, %lld validation, %lld test images, %lld classes\n",
+                m.ds.root.string().c_str(), m.ds.format.c_str(), m.synthetic ? ", SYNTHETIC" : "",
+                static_cast<long long>(m.split.train.size()), static_cast<long long>(m.split.val.size()),
+                static_cast<long long>(test_count), static_cast<long long>(m.num_classes));
+
+  m.train_cfg.batch_size = opt.batch_size;
+  m.train_cfg.shuffle = opt.shuffle;
+  m.train_cfg.augment = opt.augment;
+  m.train_cfg.seed = opt.seed;
+  m.train_cfg.workers = opt.loader_workers;
+  m.train_cfg.shard_rank = m.rank.rank;
+  m.train_cfg.shard_count = m.rank.world;
+  m.train_loader = std::make_unique<data::Loader>(m.ds.train, m.split.train, m.train_cfg);
+  m.eval_cfg = m.train_cfg;
+  m.eval_cfg.shuffle = false;
+  m.eval_cfg.augment = false;
+  m.eval_cfg.shard_rank = 0;  // every rank evaluates the whole set (replicas are identical)
+  m.eval_cfg.shard_count = 1;
+
+  m.clf = std::make_unique<models::Classifier>(models::ResNetConfig{opt.arch, m.num_classes}, opt.seed,
+                                               SgdConfig{opt.lr, opt.momentum, opt.weight_decay});
+  m.num_params = m.clf->net().named_parameters().size();
+  m.steps_per_epoch = m.train_loader->batches_per_epoch();
+  m.total_steps = opt.epochs * m.steps_per_epoch;
+  if (opt.max_steps > 0) m.total_steps = std::min(m.total_steps, opt.max_steps);
+  m.sched = LrSchedule::parse(opt.lr_schedule, opt.lr, opt.momentum, opt.max_lr, m.total_steps);
+
+  m.settings = {{"arch", opt.arch}, {"num-classes", std::to_string(m.num_classes)},
+                {"batch-size", std::to_string(opt.batch_size)}, {"seed", std::to_string(opt.seed)},
+                {"val-size", std::to_string(m.val_size)}, {"shuffle", opt.shuffle ? "1" : "0"},
+                {"augment", opt.augment ? "1" : "0"}, {"train-records", std::to_string(m.split.train.size())},
+                {"lr-schedule", opt.lr_schedule}};
+  m.state.loader_seed = opt.seed;
+  if (m.rank.is_root()) m.log = std::make_unique<MetricsLog>(opt.log_dir, opt.plain_progress);
+}
+
+bool Trainer::Impl::resume_from_checkpoint() {
+  if (opt.checkpoint_dir.empty()) throw Error("--resume needs --checkpoint-dir", "name the folder with the checkpoints");
+  std::optional<fs::path> from = find_latest_checkpoint(opt.checkpoint_dir);
+  if (!from) {
+    if (rank.is_root()) std::printf("resume: no checkpoint in %s, starting fresh\n", opt.checkpoint_dir.string().c_str());
+    return false;
+  }
+  Checkpoint c = read_checkpoint(*from);
+  for (const auto& [k, v] : settings) {
+    auto it = c.state.settings.find(k);
+    if (it != c.state.settings.end() && it->second != v)
+      fail(from->string() + ": setting " + k, v + " (this run's)", it->second,
+           "resume with the same settings, or use another --checkpoint-dir");
+  }
+  clf->net().load_state_dict(c.model);
+  clf->optimizer().load_state_dict(c.optimizer);
+  state = c.state;
+  if (rank.is_root())
+    std::printf("resume: %s (epoch %lld, batch %lld, step %lld)\n", from->string().c_str(),
+                static_cast<long long>(state.epoch + 1), static_cast<long long>(state.position),
+                static_cast<long long>(state.global_step));
+  return true;
+}
+
+void Trainer::start() {
+  Impl& m = *impl_;
+  const TrainOptions& opt = m.opt;
+  const bool resumed = opt.resume && m.resume_from_checkpoint();
+  if (!resumed) {
+    if (!opt.pretrained.empty()) {
+      std::string note = m.clf->net().load_state_dict(io::read_weights(opt.pretrained), /*allow_head_reinit=*/true);
+      if (!note.empty() && m.rank.is_root()) std::fprintf(stderr, "%s\n", note.c_str());
+    } else if (!opt.weights.empty()) {
+      m.clf->net().load_state_dict(io::read_weights(opt.weights));
+    }
+  }
+  m.state.settings = m.settings;
+  m.max_steps_reached = opt.max_steps > 0 && m.state.global_step >= opt.max_steps;
+  m.early_stopped = m.state.bad_epochs >= opt.patience && opt.patience > 0 && m.val_size > 0;
+
+  if (m.rank.is_root()) {
+    int64_t params = 0;
+    for (const auto& [name, t] : m.clf->net().named_parameters()) params += t.numel();
+    std::printf("model: %s, %lld classes, %.1f M parameters; SGD lr %s momentum %s weight decay %s, "
+                "schedule %s; batch %lld, %lld steps/epoch, %lld epochs%s; %d threads, isa %s\n",
+                opt.arch.c_str(), static_cast<long long>(m.num_classes), static_cast<double>(params) / 1e6,
+                fmt_g(opt.lr).c_str(), fmt_g(opt.momentum).c_str(), fmt_g(opt.weight_decay).c_str(),
+                m.sched.cycles_momentum() ? ("onecycle (max_lr " + fmt_g(opt.max_lr) + " over " +
+                                             std::to_string(m.total_steps) + " steps, momentum 0.95-0.85)").c_str()
+                                          : m.sched.name().c_str(),
+                static_cast<long long>(opt.batch_size), static_cast<long long>(m.steps_per_epoch),
+                static_cast<long long>(opt.epochs),
+                opt.max_steps > 0 ? (", at most " + std::to_string(opt.max_steps) + " steps").c_str() : "",
+                num_threads(), isa_name(active_isa()));
+    std::fflush(stdout);
+  }
+  m.last_checkpoint_time = Clock::now();
+}
+
+bool Trainer::done() const {
+  const Impl& m = *impl_;
+  return m.state.epoch >= m.opt.epochs || m.max_steps_reached || m.early_stopped;
+}
+
+void Trainer::save_checkpoint() {
+  Impl& m = *impl_;
+  if (m.opt.checkpoint_dir.empty() || !m.rank.is_root()) return;
+  Checkpoint c;
+  c.state = m.state;
+  c.model = m.clf->net().state_dict();
+  c.optimizer = m.clf->optimizer().state_dict();
+  m.out.last_checkpoint = write_checkpoint(m.opt.checkpoint_dir, c);
+  m.last_checkpoint_time = Clock::now();
+}
+
+// SIGTERM/SIGINT: checkpoint the state as it is (a resumed run redoes an unfinished validation).
+EpochEnd Trainer::Impl::interrupted(const std::string& where) {
+  out.interrupted = true;
+  const int sig = stop_signal();
+  out.exit_code = 128 + sig;
+  out.global_step = state.global_step;
+  note(std::string("interrupted by ") + signal_name(sig) + where + " at epoch " + std::to_string(state.epoch + 1) +
+       " batch " + std::to_string(state.position) + " (step " + std::to_string(state.global_step) + ")" +
+       (out.last_checkpoint.empty() ? "; no --checkpoint-dir, nothing saved"
+                                    : "; checkpoint " + out.last_checkpoint.string() + "; continue with --resume"));
+  return EpochEnd::interrupted;
+}
+
+// One optimizer step on this rank's shard of the batch; false when --max-steps is reached.
+bool Trainer::Impl::train_one_step(const data::Batch& b, double& lr_used) {
+  if (b.n == 0)
+    throw Error("rank " + std::to_string(rank.rank) + " has no records in batch " + std::to_string(b.index) +
+                    " of epoch " + std::to_string(b.epoch + 1),
+                "every global batch needs at least one record per rank: change --batch-size or the record count");
+  LrMomentum v = sched.at(state.global_step);
+  clf->optimizer().set_lr(v.lr);
+  if (sched.cycles_momentum()) clf->optimizer().set_momentum(v.momentum);
+  lr_used = v.lr;
+  const StepInfo info{state.global_step, state.epoch, state.position, &b};
+  if (hooks.before_step) hooks.before_step(info);
+  models::BatchResult r;
+  {
+    GradHookScope grad_hooks(hooks, info, num_params);
+    r = clf->train_step(b.images, b.labels, b.n);
+    grad_hooks.check();
+  }
+  if (hooks.after_step) hooks.after_step(info, r);
+  if (!std::isfinite(r.loss))
+    fail("training loss at step " + std::to_string(state.global_step + 1), "a finite number", fmt_g(r.loss),
+         "lower --lr");
+  state.global_step++;
+  state.position++;
+  state.epoch_loss_sum += r.loss * static_cast<double>(r.count);
+  state.epoch_correct += r.correct;
+  state.epoch_count += r.count;
+  const double n = static_cast<double>(state.epoch_count);
+  if (log)
+    log->step(state.position, r.count, state.epoch_loss_sum / n, static_cast<double>(state.epoch_correct) / n, r.loss,
+              lr_used, state.global_step);
+  if (opt.interrupt_after > 0 && state.global_step == opt.interrupt_after) request_stop_for_test(SIGTERM);
+  if (opt.max_steps > 0 && state.global_step >= opt.max_steps) {
+    max_steps_reached = true;
+    return false;
+  }
+  return true;
+}
+
+EpochEnd Trainer::run_epoch() {
+  Impl& m = *impl_;
+  const TrainOptions& opt = m.opt;
+  m.train_loader->restore({m.state.epoch, m.state.position, m.state.loader_seed});
+  if (m.log) m.log->start_epoch(m.state.epoch + 1, opt.epochs, m.steps_per_epoch, m.state.position);
+  const auto t0 = Clock::now();
+  int64_t images = 0;
+  double lr_used = 0;
+  data::Batch b;
+  while (!stop_requested() && m.train_loader->next(b)) {
+    images += b.n;
+    if (!m.train_one_step(b, lr_used)) break;
+    const bool by_steps = opt.checkpoint_every_steps > 0 && m.state.global_step % opt.checkpoint_every_steps == 0;
+    const bool by_time = opt.checkpoint_every_min > 0 &&
+                         std::chrono::duration<double>(Clock::now() - m.last_checkpoint_time).count() >=
+                             opt.checkpoint_every_min * 60;
+    if ((by_steps || by_time) && !stop_requested()) save_checkpoint();
+  }
+  if (stop_requested()) {
+    save_checkpoint();
+    return m.interrupted("");
+  }
+  const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+  EpochMetrics em;
+  em.epoch = m.state.epoch + 1;
+  const double n = std::max<double>(1, static_cast<double>(m.state.epoch_count));
+  em.train_loss = m.state.epoch_loss_sum / n;
+  em.train_acc = static_cast<double>(m.state.epoch_correct) / n;
+  em.lr = lr_used;
+  em.seconds = seconds;
+  em.images_per_s = seconds > 0 ? static_cast<double>(images * m.rank.world) / seconds : 0;
+  if (m.val_size > 0) {
+    data::Loader val_loader(m.ds.train, m.split.val, m.eval_cfg);
+    EvalResult v = evaluate_loader(*m.clf, val_loader, m.num_classes, /*stop_on_signal=*/true);
+    if (v.interrupted) {
+      save_checkpoint();
+      return m.interrupted(" during validation");
+    }
+    em.val_loss = v.loss;
+    em.val_acc = v.acc;
+    // Lightning's EarlyStopping(monitor="val_loss", mode="min", min_delta=0, patience).
+    if (v.loss < m.state.best_val_loss) {
+      m.state.best_val_loss = v.loss;
+      m.state.bad_epochs = 0;
+    } else {
+      m.state.bad_epochs++;
+    }
+  }
+  if (m.log) m.log->end_epoch(em, m.state.global_step);
+  m.state.epoch++;
+  m.state.position = 0;
+  m.state.epoch_loss_sum = 0;
+  m.state.epoch_correct = m.state.epoch_count = 0;
+  save_checkpoint();
+  if (opt.patience > 0 && m.state.bad_epochs >= opt.patience) {
+    m.early_stopped = true;
+    m.note("early stopping: val_loss did not improve for " + std::to_string(m.state.bad_epochs) + " epochs");
+  }
+  return m.max_steps_reached ? EpochEnd::max_steps : EpochEnd::completed;
+}
+
+TrainOutcome Trainer::finish() {
+  Impl& m = *impl_;
+  const TrainOptions& opt = m.opt;
+  m.out.global_step = m.state.global_step;
+  if (!m.rank.is_root()) return m.out;
+  if (m.max_steps_reached) m.note("stopped after --max-steps " + std::to_string(opt.max_steps) + " steps");
+  if (!opt.model_dir.empty()) {
+    models::ModelConfig cfg;
+    cfg.arch = opt.arch;
+    cfg.num_classes = m.num_classes;
+    cfg.class_names = m.ds.train.class_names;
+    cfg.mean = m.train_cfg.norm.mean;
+    cfg.std = m.train_cfg.norm.std;
+    cfg.image_size = 32;
+    cfg.dataset = m.synthetic ? "synthetic" : "cifar100";
+    models::write_model_dir(opt.model_dir, cfg, m.clf->net().state_dict());
+    m.note("model: " + opt.model_dir.string() + " (config.json, model.safetensors, model.pth)");
+  }
+
+  const int64_t test_count = opt.test_size >= 0 ? std::min(opt.test_size, m.test_set.size()) : m.test_set.size();
+  if (test_count == 0) return m.out;
+  if (m.test_set.num_classes() != m.num_classes)
+    fail("test set " + m.test_set.source, std::to_string(m.num_classes) + " classes",
+         std::to_string(m.test_set.num_classes()));
+  std::vector<int64_t> test_idx(static_cast<size_t>(test_count));
+  for (size_t i = 0; i < test_idx.size(); ++i) test_idx[i] = static_cast<int64_t>(i);
+  data::LoaderConfig test_cfg = m.eval_cfg;
+  test_cfg.batch_size = opt.test_batch_size;
+  data::Loader test_loader(m.test_set, test_idx, test_cfg);
+  EvalResult t = evaluate_loader(*m.clf, test_loader, m.num_classes, /*stop_on_signal=*/true);
+  if (t.interrupted) {
+    // Training is over and the model directory written: the test is simply skipped.
+    const int sig = stop_signal();
+    m.note(std::string("interrupted by ") + signal_name(sig) + " during the test: training finished, test skipped");
+    m.out.interrupted = true;
+    m.out.exit_code = 128 + sig;
+    return m.out;
+  }
+  m.out.tested = true;
+  m.out.test_loss = t.loss;
+  m.out.test_acc = t.acc;
+  m.log->test(t.loss, t.acc, m.state.global_step);
+  return m.out;
+}
+
+const TrainOutcome& Trainer::outcome() const { return impl_->out; }
+const TrainState& Trainer::state() const { return impl_->state; }
+const Rank& Trainer::rank() const { return impl_->rank; }
+models::Classifier& Trainer::classifier() { return *impl_->clf; }
+int64_t Trainer::steps_per_epoch() const { return impl_->steps_per_epoch; }
+
+TrainOutcome run_training(const TrainOptions& opt, Rank rank, StepHooks hooks) {
+  Trainer t(opt, rank, std::move(hooks));
+  t.setup();
+  install_stop_handlers();
+  struct Restore {
+    ~Restore() { remove_stop_handlers(); }
+  } restore_handlers;
+  t.start();
+  while (!t.done())
+    if (t.run_epoch() == EpochEnd::interrupted) return t.outcome();
+  return t.finish();
+}
+
+}  // namespace kiln::train

@@ -1,0 +1,99 @@
+// The reference training loop (docs/train.md) as a library: ResNet + log_softmax + nll_loss,
+// SGD, per-epoch train/val metrics, early stopping on val_loss, the test at the end with batch 4,
+// the model directory, checkpoints and SIGTERM/SIGINT. `run_training` is what `kiln train` runs;
+// a data-parallel loop drives the same Trainer with its Rank and StepHooks: every rank trains on
+// its shard of each global batch (data::LoaderConfig's shard), rank 0 alone logs and writes.
+// Everything random in training comes from the data loader, a pure function of
+// (seed, epoch, batch): a checkpoint's (epoch, position) is the whole RNG state.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+
+#include "data/loader.h"
+#include "engine/tensor.h"
+#include "models/classifier.h"
+#include "train/checkpoint.h"
+#include "train/options.h"
+
+namespace kiln::train {
+
+// Where this process stands in a data-parallel job; one process is rank 0 of 1.
+struct Rank {
+  int rank = 0, world = 1;
+  bool is_root() const { return rank == 0; }
+};
+
+// The step in progress, as the hooks see it.
+struct StepInfo {
+  int64_t global_step = 0;  // optimizer steps completed before this one
+  int64_t epoch = 0;        // 0-based
+  int64_t position = 0;     // batch index within the epoch
+  const data::Batch* batch = nullptr;  // this rank's shard of the global batch
+};
+
+// Optional per-step hooks, all called on the training thread, in this order:
+//  before_step     the batch is in hand, before the forward pass;
+//  grad_ready      during backward, once per parameter as soon as its gradient is final
+//                  (engine's set_grad_ready_hook: start a bucket's allreduce here);
+//  after_backward  every gradient is final and SGD has not used them yet: the place to wait
+//                  for the reductions and write the averaged gradients back;
+//  after_step      the weights are updated; may replace the batch's loss/correct/count with
+//                  the global batch's, so the logged metrics are the whole job's.
+// grad_ready and after_backward run inside backward(): they must not run ops that record on
+// the tape (write gradients through their data, not through ops).
+struct StepHooks {
+  std::function<void(const StepInfo&)> before_step;
+  std::function<void(const Tensor& param)> grad_ready;
+  std::function<void(const StepInfo&)> after_backward;
+  std::function<void(const StepInfo&, models::BatchResult&)> after_step;
+};
+
+struct TrainOutcome {
+  int exit_code = 0;          // 0, or 128+signal when interrupted
+  bool interrupted = false;
+  int64_t global_step = 0;
+  bool tested = false;
+  double test_loss = 0, test_acc = 0;
+  std::filesystem::path last_checkpoint;
+};
+
+enum class EpochEnd { completed, max_steps, interrupted };
+
+class Trainer {
+ public:
+  Trainer(const TrainOptions& opt, Rank rank = {}, StepHooks hooks = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  // Threads, ISA, data, split, loaders, model and schedule; rank 0 prints what it will train.
+  void setup();
+  // Continues from the newest readable checkpoint (with --resume), or loads --pretrained /
+  // --weights; removes what killed checkpoint writes left behind. Every rank resumes alike.
+  void start();
+  // One epoch, or what is left of it: steps, validation, early-stopping bookkeeping and the
+  // epoch-end checkpoint. On a signal it checkpoints and reports `interrupted` (see outcome()).
+  EpochEnd run_epoch();
+  bool done() const;  // epochs, --max-steps or early stopping reached
+  // The model directory and the test (rank 0).
+  TrainOutcome finish();
+
+  void save_checkpoint();  // rank 0 writes; others do nothing
+  const TrainOutcome& outcome() const;
+  const TrainState& state() const;
+  const Rank& rank() const;
+  models::Classifier& classifier();
+  int64_t steps_per_epoch() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// setup, start, epochs until done, finish, with SIGTERM/SIGINT handled: `kiln train`.
+TrainOutcome run_training(const TrainOptions& opt, Rank rank = {}, StepHooks hooks = {});
+
+}  // namespace kiln::train
