@@ -11,11 +11,10 @@ RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       meson ninja-build pkg-config g++ \
       libdnnl-dev libcpp-httplib-dev libssl-dev zlib1g-dev nlohmann-json3-dev libstb-dev \
-      doctest-dev libbenchmark-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN meson setup /build --buildtype=release -Db_ndebug=false \
+RUN meson setup /build --buildtype=release -Db_ndebug=false -Dtests=disabled \
  && ninja -C /build tools/kiln \
  && strip /build/tools/kiln \
  && /build/tools/kiln version
