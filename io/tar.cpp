@@ -61,7 +61,8 @@ std::string clean_name(std::string name, const std::string& what) {
 }
 
 // pax records "LEN key=value\n"; returns path and size overrides.
-void parse_pax(std::string_view d, std::string& path, uint64_t& size, bool& has_size, const std::string& ctx) {
+void parse_pax(std::string_view d, std::string& path, std::string& link, uint64_t& size, bool& has_size,
+               const std::string& ctx) {
   size_t pos = 0;
   while (pos < d.size()) {
     size_t sp = d.find(' ', pos);
@@ -77,6 +78,7 @@ void parse_pax(std::string_view d, std::string& path, uint64_t& size, bool& has_
     if (eq != std::string_view::npos) {
       std::string_view key = rec.substr(0, eq), val = rec.substr(eq + 1);
       if (key == "path") path = std::string(val);
+      if (key == "linkpath") link = std::string(val);
       if (key == "size") {
         size = 0;
         for (char c : val) {
@@ -92,11 +94,11 @@ void parse_pax(std::string_view d, std::string& path, uint64_t& size, bool& has_
 
 }  // namespace
 
-std::vector<TarEntry> parse_tar(std::string_view bytes, const std::string& what) {
+std::vector<TarEntry> parse_tar(std::string_view bytes, const std::string& what, bool keep_symlinks) {
   std::vector<TarEntry> out;
   size_t pos = 0;
   std::string long_name;
-  std::string pax_path;
+  std::string pax_path, pax_link;
   uint64_t pax_size = 0;
   bool pax_has_size = false;
   while (true) {
@@ -126,7 +128,7 @@ std::vector<TarEntry> parse_tar(std::string_view bytes, const std::string& what)
     std::string_view data = bytes.substr(pos + kBlock, size);
     pos += kBlock + padded;
     if (type == 'L') { long_name = field_str(data.data(), data.size()); continue; }
-    if (type == 'x') { parse_pax(data, pax_path, pax_size, pax_has_size, ctx + ": pax header"); continue; }
+    if (type == 'x') { parse_pax(data, pax_path, pax_link, pax_size, pax_has_size, ctx + ": pax header"); continue; }
     if (type == 'g' || type == 'K') continue;
     std::string name;
     if (!pax_path.empty()) name = pax_path;
@@ -141,11 +143,22 @@ std::vector<TarEntry> parse_tar(std::string_view bytes, const std::string& what)
     long_name.clear();
     pax_path.clear();
     pax_has_size = false;
-    if (type != '0' && type != '\0' && type != '5' && type != '7') continue;  // links, devices, fifos
+    std::string pax_link_here = std::move(pax_link);
+    pax_link.clear();
+    bool symlink = type == '2' && keep_symlinks;
+    if (type != '0' && type != '\0' && type != '5' && type != '7' && !symlink) continue;  // links, devices, fifos
     TarEntry e;
     e.name = clean_name(name, what);
     e.is_dir = type == '5';
-    if (!e.is_dir) e.data = std::string(data);
+    e.is_symlink = symlink;
+    e.mode = static_cast<uint32_t>(parse_number(h + 100, 8, ctx + ": mode") & 07777);
+    e.mtime = static_cast<int64_t>(parse_number(h + 136, 12, ctx + ": mtime") & ((uint64_t(1) << 62) - 1));
+    if (symlink) {
+      e.link_target = pax_link_here.empty() ? field_str(h + 157, 100) : pax_link_here;
+      if (e.link_target.empty()) fail(ctx + ": symlink target", "a non-empty name", "an empty one");
+    } else if (!e.is_dir) {
+      e.data = std::string(data);
+    }
     out.push_back(std::move(e));
   }
   return out;
@@ -164,14 +177,19 @@ std::string encode_tar(const std::vector<TarEntry>& entries) {
       name = name.substr(cut + 1);
     }
     std::memcpy(h, name.data(), name.size());
-    std::snprintf(h + 100, 8, "%07o", e.is_dir ? 0755u : 0644u);
+    if (e.is_symlink && (e.link_target.empty() || e.link_target.size() > 100))
+      throw Error("cannot write tar: symlink target must be 1 to 100 bytes: " + e.name + " -> " + e.link_target);
+    std::snprintf(h + 100, 8, "%07o", e.mode ? (e.mode & 07777u) : e.is_symlink ? 0777u : e.is_dir ? 0755u : 0644u);
     std::snprintf(h + 108, 8, "%07o", 0u);
     std::snprintf(h + 116, 8, "%07o", 0u);
-    uint64_t size = e.is_dir ? 0 : e.data.size();
+    bool has_data = !e.is_dir && !e.is_symlink;
+    uint64_t size = has_data ? e.data.size() : 0;
     KILN_ASSERT(size < (uint64_t(1) << 33), "tar entry over 8 GiB: " + e.name);
     std::snprintf(h + 124, 12, "%011llo", static_cast<unsigned long long>(size));
-    std::snprintf(h + 136, 12, "%011o", 0u);
-    h[156] = e.is_dir ? '5' : '0';
+    KILN_ASSERT(e.mtime >= 0 && e.mtime < (int64_t(1) << 33), "tar mtime out of range: " + e.name);
+    std::snprintf(h + 136, 12, "%011llo", static_cast<unsigned long long>(e.mtime));
+    h[156] = e.is_symlink ? '2' : e.is_dir ? '5' : '0';
+    std::memcpy(h + 157, e.link_target.data(), e.link_target.size());
     std::memcpy(h + 257, "ustar\0" "00", 8);
     std::memcpy(h + 345, prefix.data(), prefix.size());
     std::memset(h + 148, ' ', 8);
@@ -180,7 +198,7 @@ std::string encode_tar(const std::vector<TarEntry>& entries) {
     std::snprintf(h + 148, 8, "%06o", sum);  // six digits, NUL, and the space already there
     h[155] = ' ';
     out.append(h, kBlock);
-    if (!e.is_dir) {
+    if (has_data) {
       out += e.data;
       out.append((kBlock - e.data.size() % kBlock) % kBlock, '\0');
     }

@@ -65,6 +65,36 @@ TEST_CASE("encode_tar round-trips (long names split into prefix) and Python's ta
   CHECK(py_out.find(std::string(120, 'n') + "/config.json") != std::string::npos);
 }
 
+TEST_CASE("encode_tar writes symlinks, modes and mtimes that Python's tarfile and parse_tar read back") {
+  TarEntry dir{"usr", true, ""}, exe{"usr/kiln", false, "\x7f" "ELF"}, link{"lib", false, ""};
+  dir.mode = 0750;
+  exe.mode = 0755;
+  link.is_symlink = true;
+  link.link_target = "usr/lib";
+  for (TarEntry* e : {&dir, &exe, &link}) e->mtime = 1700000000;
+  std::string t = encode_tar({dir, exe, link});
+  std::vector<TarEntry> plain = parse_tar(t, "mem");
+  CHECK(plain.size() == 2);  // symlinks skipped unless asked for
+  std::vector<TarEntry> out = parse_tar(t, "mem", true);
+  REQUIRE(out.size() == 3);
+  CHECK(out[0].mode == 0750);
+  CHECK(out[1].mode == 0755);
+  CHECK(out[1].mtime == 1700000000);
+  CHECK(out[2].is_symlink);
+  CHECK(out[2].link_target == "usr/lib");
+  CHECK(out[2].data.empty());
+  auto path = kiln_test::work_dir() / "links.tar";
+  kiln::write_file_atomic(path, t);
+  std::string py_out;
+  int rc = kiln_test::run(kiln_test::python() + " -c \"import tarfile; t=tarfile.open('" + path.string() +
+                              "'); print([(m.name, oct(m.mode), m.mtime, m.issym(), m.linkname) for m in t])\"",
+                          &py_out);
+  CHECK_MESSAGE(rc == 0, py_out);
+  CHECK(py_out.find("('usr', '0o750', 1700000000, False, '')") != std::string::npos);
+  CHECK(py_out.find("('usr/kiln', '0o755', 1700000000, False, '')") != std::string::npos);
+  CHECK(py_out.find("('lib', '0o777', 1700000000, True, 'usr/lib')") != std::string::npos);
+}
+
 TEST_CASE("tar entries that would escape the extraction directory are refused") {
   for (std::string bad : {"../etc/passwd", "/abs", "a/../../b"}) {
     CAPTURE(bad);
