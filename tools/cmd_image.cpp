@@ -10,7 +10,10 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "aws/client.h"
+#include "aws/ecr.h"
 #include "image/archive.h"
+#include "image/registry.h"
 #include "tools/args.h"
 #include "tools/command.h"
 #include "tools/process.h"
@@ -79,6 +82,79 @@ int image_inspect(const std::vector<std::string>& argv) {
   return 0;
 }
 
+int image_push(const std::vector<std::string>& argv) {
+  Args a("kiln image push",
+         "Push a docker-load archive to a registry with the registry HTTP API v2, as a Docker v2 schema-2\n"
+         "manifest (what SageMaker accepts). Blobs the registry has are skipped. For\n"
+         "ACCOUNT.dkr.ecr.REGION.amazonaws.com the credentials come from ECR (GetAuthorizationToken, signed\n"
+         "with your AWS credentials); elsewhere from --username/--password-stdin or ~/.docker/config.json.\n"
+         "Prints the pushed image as REPO@sha256:..., which `kiln sagemaker run --image` takes.");
+  a.positional("ARCHIVE", "a `kiln image build` (or `docker save`) archive");
+  a.positional("REFERENCE", "REGISTRY/REPOSITORY:TAG, e.g. 123456789012.dkr.ecr.us-east-1.amazonaws.com/kiln:0.1.0");
+  a.flag("--create-repository", "ECR: create the repository when it does not exist");
+  a.option("--username", "USER", "registry user (the password is read from standard input: --password-stdin)");
+  a.flag("--password-stdin", "read the registry password from the first line of standard input");
+  a.option("--docker-config", "FILE", "docker config with \"auths\" (default $DOCKER_CONFIG/config.json, ~/.docker/config.json)");
+  a.option("--registry-url", "URL", "send the registry traffic here instead of https://REGISTRY (a proxy or mirror)");
+  a.option("--attempts", "N", "tries per request on dropped connections, 5xx and 429", "5");
+  a.option("--region", "REGION", "AWS region for ECR (default: the registry host's)");
+  a.option("--endpoint-url", "URL", "ECR API endpoint (default: AWS's; AWS_ENDPOINT_URL_ECR)");
+  a.option("--profile", "NAME", "AWS profile for ECR");
+  if (!a.parse(argv)) return 0;
+  const std::string path = a.positionals()[0];
+  kiln::image::ImageReference ref = kiln::image::parse_image_reference(a.positionals()[1]);
+  kiln::image::Image img = kiln::image::read_docker_archive(kiln::read_file(path), path);
+
+  kiln::image::RegistryOptions o;
+  o.registry_url = a.get_or("--registry-url", "");
+  o.docker_config = a.get_or("--docker-config", "");
+  o.max_attempts = static_cast<int>(a.get_int("--attempts"));
+  if (o.max_attempts < 1 || o.max_attempts > 20) kiln::fail("--attempts", "1 to 20", std::to_string(o.max_attempts));
+  o.log = [](const std::string& line) {
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+  };
+  if (a.has("--username")) o.username = a.get("--username");
+  if (a.flag_set("--password-stdin")) {
+    if (!a.has("--username")) kiln::fail("--password-stdin", "--username as well", "no user");
+    char buf[4096];
+    if (!std::fgets(buf, sizeof buf, stdin)) kiln::fail("--password-stdin", "a password on standard input", "nothing");
+    o.password = buf;
+    while (!o.password.empty() && (o.password.back() == '\n' || o.password.back() == '\r')) o.password.pop_back();
+  } else if (a.has("--username")) {
+    kiln::fail("--username", "--password-stdin as well (passwords never go on the command line)", "no password");
+  }
+
+  auto ecr = kiln::aws::parse_ecr_image_uri(a.positionals()[1]);
+  if (ecr && o.username.empty()) {
+    kiln::aws::ClientConfig cfg = kiln::aws::make_client_config(a.get_or("--region", ecr->region),
+                                                                a.get_or("--endpoint-url", ""), a.get_or("--profile", ""));
+    kiln::aws::EcrClient client(cfg);
+    if (!client.repository_exists(ecr->repository)) {
+      if (!a.flag_set("--create-repository"))
+        throw kiln::Error("ECR repository " + ecr->repository + " does not exist in account " + ecr->account +
+                              ", region " + ecr->region,
+                          "add --create-repository (or: aws ecr create-repository --repository-name " + ecr->repository + ")");
+      client.create_repository(ecr->repository);
+      std::printf("created ECR repository %s\n", ecr->repository.c_str());
+    }
+    kiln::aws::EcrAuthorization auth = client.get_authorization_token();
+    o.username = auth.username;
+    o.password = auth.password;
+  }
+
+  std::printf("pushing %s (%zu layers, %.1f MB) to %s\n", path.c_str(), img.layers.size(),
+              static_cast<double>(img.compressed_size()) / 1e6, ref.str().c_str());
+  std::fflush(stdout);
+  auto t0 = std::chrono::steady_clock::now();
+  kiln::image::PushReport rep = kiln::image::push_image(img, ref, o);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("pushed %s: %d blobs uploaded (%.1f MB), %d already there, in %.1f s\n", ref.str().c_str(),
+              rep.blobs_uploaded, static_cast<double>(rep.bytes_uploaded) / 1e6, rep.blobs_skipped, s);
+  std::printf("%s\n", rep.reference.c_str());
+  return 0;
+}
+
 int run_image(const std::vector<std::string>& argv) {
   static const char* usage =
       "usage: kiln image <build|push|inspect> [options]\n"
@@ -93,6 +169,7 @@ int run_image(const std::vector<std::string>& argv) {
   std::vector<std::string> rest(argv.begin() + 1, argv.end());
   if (argv[0] == "build") return image_build(rest);
   if (argv[0] == "inspect") return image_inspect(rest);
+  if (argv[0] == "push") return image_push(rest);
   throw kiln::Error("unknown image command '" + argv[0] + "'", "one of: build push inspect");
 }
 
