@@ -2,9 +2,14 @@
 #include "aws/sagemaker.h"
 
 #include <algorithm>
+#include <cstdio>
+#include <optional>
 #include <thread>
 
+#include "aws/iam.h"
 #include "aws/json_rpc.h"
+#include "aws/s3.h"
+#include "aws/sts.h"
 #include "core/error.h"
 
 namespace kiln::aws {
@@ -109,9 +114,15 @@ static json poll(const PollPolicy& p, const std::string& what, Describe describe
     if (std::chrono::steady_clock::now() + delay > deadline)
       throw Error(what + ": still not finished after " + std::to_string(p.timeout.count()) + " s",
                   "it may still be running: check the AWS console, or wait again");
+    if (p.on_tick) p.on_tick();
+    auto last_tick = std::chrono::steady_clock::now();
     for (auto slept = std::chrono::milliseconds(0); slept < delay; slept += std::chrono::milliseconds(100)) {
       if (p.cancelled && p.cancelled()) throw Error(what + ": interrupted while waiting");
       std::this_thread::sleep_for(std::min(std::chrono::milliseconds(100), delay - slept));
+      if (p.on_tick && std::chrono::steady_clock::now() - last_tick >= p.tick) {
+        p.on_tick();
+        last_tick = std::chrono::steady_clock::now();
+      }
     }
     delay = std::min(p.max, std::chrono::milliseconds(delay.count() * 3 / 2));
   }
@@ -173,6 +184,69 @@ void SageMakerClient::delete_endpoint_config(const std::string& name) {
   call("DeleteEndpointConfig", {{"EndpointConfigName", name}});
 }
 void SageMakerClient::delete_model(const std::string& name) { call("DeleteModel", {{"ModelName", name}}); }
+
+std::vector<std::string> training_time_summary(const json& d) {
+  std::vector<std::string> out;
+  auto seconds = [&](const char* name) -> std::optional<int64_t> {
+    auto it = d.find(name);
+    if (it == d.end() || !it->is_number()) return std::nullopt;
+    return it->is_number_integer() ? it->get<int64_t>() : static_cast<int64_t>(it->get<double>());
+  };
+  int64_t count = 1;
+  if (auto rc = d.find("ResourceConfig"); rc != d.end() && rc->is_object())
+    if (auto ic = rc->find("InstanceCount"); ic != rc->end() && ic->is_number_integer()) count = ic->get<int64_t>();
+  std::optional<int64_t> training = seconds("TrainingTimeInSeconds"), billable = seconds("BillableTimeInSeconds");
+  if (training) out.push_back("Training seconds: " + std::to_string(*training * count));
+  if (billable) {
+    out.push_back("Billable seconds: " + std::to_string(*billable * count));
+    auto spot = d.find("EnableManagedSpotTraining");
+    if (spot != d.end() && spot->is_boolean() && spot->get<bool>() && training && *training > 0) {
+      char buf[64];
+      std::snprintf(buf, sizeof buf, "Managed Spot Training savings: %.1f%%",
+                    (1.0 - static_cast<double>(*billable) / static_cast<double>(*training)) * 100.0);
+      out.push_back(buf);
+    }
+  }
+  return out;
+}
+
+DefaultBucket default_bucket(const ClientConfig& cfg, const std::string& role_arn) {
+  need_region(cfg, "the default bucket sagemaker-REGION-ACCOUNT");
+  DefaultBucket b;
+  if (!role_arn.empty()) b.account = account_from_arn(role_arn);
+  if (!b.account.empty()) {
+    b.account_source = "role ARN";
+  } else {
+    b.account = StsClient(cfg).get_caller_identity().account;
+    b.account_source = "STS GetCallerIdentity";
+    if (b.account.empty() && cfg.dry_run) b.account = "ACCOUNT";  // --dry-run sent nothing
+  }
+  b.name = "sagemaker-" + cfg.region + "-" + b.account;
+  return b;
+}
+
+bool ensure_bucket(S3Client& s3, const std::string& bucket) {
+  bool exists = false;
+  try {
+    exists = s3.bucket_exists(bucket);
+  } catch (const AwsError& e) {
+    if (e.status() == 403)
+      throw Error("bucket " + bucket + " exists but these credentials may not use it (HeadBucket: 403 " + e.code() + ")",
+                  "it may belong to another account: pass --bucket with a bucket of yours");
+    throw;
+  }
+  if (exists) return false;
+  try {
+    s3.create_bucket(bucket);  // BucketAlreadyOwnedByYou is success there
+  } catch (const AwsError& e) {
+    if (e.code() == "OperationAborted") return false;  // being created concurrently
+    if (e.code() == "BucketAlreadyExists")
+      throw Error("cannot create bucket " + bucket + ": the name is taken by another account",
+                  "pass --bucket with a bucket of yours");
+    throw;
+  }
+  return true;
+}
 
 SageMakerRuntimeClient::SageMakerRuntimeClient(ClientConfig cfg) : cfg_(std::move(cfg)) {}
 

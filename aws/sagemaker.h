@@ -1,6 +1,7 @@
 // SageMaker (JSON 1.1 protocol, X-Amz-Target: SageMaker.<Op>) and SageMaker Runtime
 // (InvokeEndpoint, REST). Request bodies are built by free functions so tests can check them
-// against botocore's service model without sending anything.
+// against botocore's service model without sending anything. Also the SageMaker SDK's default
+// bucket and the training-time lines it prints after a job.
 #pragma once
 
 #include <chrono>
@@ -50,6 +51,10 @@ struct PollPolicy {
   std::chrono::milliseconds initial{5000}, max{60000};
   std::chrono::seconds timeout{72 * 3600};
   std::function<bool()> cancelled;  // checked every 100 ms while waiting; true stops with an Error
+  // Called after each status poll that did not finish and then every `tick` while waiting (to
+  // follow the job's logs between status polls that grow apart); should not throw.
+  std::function<void()> on_tick;
+  std::chrono::milliseconds tick{5000};
 };
 
 class SageMakerClient {
@@ -80,6 +85,28 @@ class SageMakerClient {
  private:
   ClientConfig cfg_;
 };
+
+// The lines the SageMaker SDK prints after a completed training job (estimator.fit's wait), from
+// its DescribeTrainingJob answer: "Training seconds: N" (TrainingTimeInSeconds), "Billable
+// seconds: N" (BillableTimeInSeconds), both times ResourceConfig.InstanceCount as the SDK does,
+// and for spot jobs "Managed Spot Training savings: X%" = (1 - billable/training) * 100 with one
+// decimal. A field that is absent gives no line (no savings line when training time is 0).
+std::vector<std::string> training_time_summary(const nlohmann::json& describe_training_job);
+
+class S3Client;
+
+// The SageMaker SDK's default bucket (Session.default_bucket()): sagemaker-REGION-ACCOUNT, the
+// account taken from the execution role's ARN, else from STS GetCallerIdentity.
+struct DefaultBucket {
+  std::string name, account;
+  std::string account_source;  // "role ARN" or "STS GetCallerIdentity"
+};
+DefaultBucket default_bucket(const ClientConfig& cfg, const std::string& role_arn);
+// Creates `bucket` when HeadBucket says it does not exist (CreateBucket without a body in
+// us-east-1, with CreateBucketConfiguration/LocationConstraint elsewhere); BucketAlreadyOwnedByYou
+// and a concurrent creation (OperationAborted) count as success. Returns true when it created
+// the bucket. Throws kiln::Error naming the bucket when it belongs to another account.
+bool ensure_bucket(S3Client& s3, const std::string& bucket);
 
 struct InvokeResult {
   std::string body, content_type, invoked_variant;

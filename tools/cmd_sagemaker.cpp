@@ -2,7 +2,11 @@
 // commands, over kiln's own AWS client (aws/). Option values come from, in order: the command
 // line, environment variables KILN_SAGEMAKER_<OPTION> (e.g. KILN_SAGEMAKER_ROLE_ARN), a
 // `--config FILE` of `option = value` lines, then the built-in defaults. `run` deletes the
-// endpoint, endpoint config and model whatever happened before (failure, Ctrl-C).
+// endpoint, endpoint config and model whatever happened before (failure, Ctrl-C). Without
+// --bucket, upload/train/run use the SageMaker SDK's default bucket sagemaker-REGION-ACCOUNT
+// (the account from the role ARN, else STS) and create it when missing. While a training job
+// runs its CloudWatch log streams are printed (every host), and at its end the training and
+// billable seconds (and the spot savings), as the SDK's estimator.fit() does.
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -20,8 +24,10 @@
 
 #include "aws/client.h"
 #include "aws/iam.h"
+#include "aws/logs.h"
 #include "aws/s3.h"
 #include "aws/sagemaker.h"
+#include "aws/sts.h"
 #include "aws/transfer.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
@@ -61,7 +67,7 @@ const Opt kOptions[] = {
     {"profile", "NAME", "AWS profile (else AWS_PROFILE)", ""},
     {"endpoint-url", "URL", "send every AWS request here (else AWS_ENDPOINT_URL), e.g. moto_server", ""},
     {"role-arn", "ARN", "SageMaker execution role", ""},
-    {"bucket", "NAME", "S3 bucket (default: sagemaker-REGION-ACCOUNT, the SDK's default bucket)", ""},
+    {"bucket", "NAME", "S3 bucket (default: sagemaker-REGION-ACCOUNT, the SDK's default bucket, created when missing)", ""},
     {"prefix", "KEY", "key prefix for data, output and checkpoints in the bucket", "kiln"},
     {"image", "URI", "ECR image URI of the kiln container (training and serving)", ""},
     {"job-name", "NAME", "training job name (default kiln-YYYYMMDD-HHMMSS)", ""},
@@ -79,7 +85,7 @@ const Opt kOptions[] = {
     {"data-dir", "DIR", "local CIFAR-100 directory (upload source; test images for predict)", "data"},
     {"data-s3-uri", "URI", "where the data goes (default s3://BUCKET/PREFIX/data/cifar100)", ""},
     {"model-data", "URI", "model.tar.gz for deploy (default: the training job's artifact)", ""},
-    {"poll-seconds", "S", "first wait between status polls (grows 1.5x up to 60 s)", "5"},
+    {"poll-seconds", "S", "first wait between status polls (grows 1.5x up to 60 s); training logs are read this often", "5"},
     {"config", "FILE", "file of `option = value` lines (lowest priority after env)", ""},
 };
 
@@ -151,11 +157,7 @@ Session make_session(Args& a) {
   if (s.cfg.region.empty())
     throw kiln::Error("kiln sagemaker: no region", "pass --region or set AWS_REGION (or a region in your AWS profile)");
   s.role_arn = a.get_or("--role-arn", "");
-  s.bucket = a.get_or("--bucket", "");
-  if (s.bucket.empty() && !s.role_arn.empty()) {
-    std::string account = account_from_arn(s.role_arn);
-    if (!account.empty()) s.bucket = "sagemaker-" + s.cfg.region + "-" + account;
-  }
+  s.bucket = a.get_or("--bucket", "");  // "" = the default bucket, resolved when needed (use_bucket)
   s.prefix = a.get_or("--prefix", "");
   while (!s.prefix.empty() && s.prefix.back() == '/') s.prefix.pop_back();
   s.image = a.get_or("--image", "");
@@ -182,6 +184,20 @@ void print_event(const std::string& e) {
   std::fflush(stdout);
 }
 
+// The bucket upload/train/run use: --bucket as given, else the SDK's default bucket
+// sagemaker-REGION-ACCOUNT (account from the role ARN, else STS GetCallerIdentity), created
+// when missing as Session.default_bucket() does.
+void use_bucket(Session& s) {
+  if (!s.bucket.empty()) return;
+  DefaultBucket b = default_bucket(s.cfg, s.role_arn);
+  S3Client s3(s.cfg);
+  bool created = ensure_bucket(s3, b.name);
+  std::printf("bucket: %s (default bucket; account %s from %s)%s\n", b.name.c_str(), b.account.c_str(),
+              b.account_source.c_str(), created ? ", created" : "");
+  std::fflush(stdout);
+  s.bucket = b.name;
+}
+
 // ---- steps
 
 int step_check(Session& s) {
@@ -198,6 +214,14 @@ int step_check(Session& s) {
     return 1;
   }
   say(true, "region: " + s.cfg.region + (s.cfg.endpoint_url.empty() ? "" : " (endpoint " + s.cfg.endpoint_url + ")"));
+  std::string sts_account;
+  try {
+    CallerIdentity id = StsClient(s.cfg).get_caller_identity();
+    sts_account = id.account;
+    say(true, "account: " + id.account + " (" + id.arn + ", from STS GetCallerIdentity)");
+  } catch (const kiln::Error& e) {
+    say(false, std::string("account: STS GetCallerIdentity: ") + e.what());
+  }
   if (s.role_arn.empty()) {
     say(false, "role: no --role-arn (or KILN_SAGEMAKER_ROLE_ARN) given");
   } else {
@@ -212,7 +236,19 @@ int step_check(Session& s) {
     }
   }
   if (s.bucket.empty()) {
-    say(false, "bucket: none given and none derivable from the role ARN");
+    std::string account = s.role_arn.empty() ? "" : account_from_arn(s.role_arn);
+    if (account.empty()) account = sts_account;
+    if (account.empty()) {
+      say(false, "bucket: no --bucket given and no account known for the default bucket sagemaker-REGION-ACCOUNT");
+    } else {
+      std::string name = "sagemaker-" + s.cfg.region + "-" + account;
+      try {
+        bool exists = S3Client(s.cfg).bucket_exists(name);
+        say(true, "bucket " + name + " (default)" + (exists ? " exists and is reachable" : " does not exist yet: upload, train and run create it"));
+      } catch (const kiln::Error& e) {
+        say(false, "bucket " + name + " (default): " + e.what());
+      }
+    }
   } else {
     try {
       bool exists = S3Client(s.cfg).bucket_exists(s.bucket);
@@ -227,7 +263,7 @@ int step_check(Session& s) {
 }
 
 std::string step_upload(Session& s) {
-  need(s.bucket, "--bucket", "upload");
+  if (s.data_s3.empty()) use_bucket(s);
   std::string dst = s.data_s3.empty() ? s.s3_base() + "/data/cifar100" : s.data_s3;
   if (!fs::is_directory(s.data_dir))
     throw kiln::Error("kiln sagemaker upload: " + s.data_dir + " is not a directory",
@@ -275,14 +311,27 @@ TrainingJobSpec training_spec(Session& s, const std::string& data_s3) {
 std::string step_train(Session& s, const std::string& data_s3_in) {
   need(s.role_arn, "--role-arn", "train");
   need(s.image, "--image", "train");
-  need(s.bucket, "--bucket", "train");
+  use_bucket(s);
   std::string data_s3 = data_s3_in.empty() ? (s.data_s3.empty() ? s.s3_base() + "/data/cifar100" : s.data_s3) : data_s3_in;
   SageMakerClient sm(s.cfg);
   TrainingJobSpec spec = training_spec(s, data_s3);
   std::string arn = sm.create_training_job(spec);
   std::printf("%s training job %s%s\n", s.dry_run ? "would create" : "created", s.job.c_str(), arn.empty() ? "" : (" (" + arn + ")").c_str());
   if (!s.wait) return s.model_data_default();
+  // The job's output from CloudWatch Logs, read every --poll-seconds while waiting; a log
+  // error is reported once and never ends the wait (the next read is retried at the next tick).
+  ClientConfig logs_cfg = s.cfg;
+  logs_cfg.retry.max_attempts = 2;
+  logs_cfg.retry.max_delay_s = 2.0;
+  TrainingLogFollower logs(logs_cfg, s.job, spec.instance_count, print_event, [](const std::string& w) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s\n", w.c_str());
+  });
   PollPolicy p = s.poll;
+  p.tick = s.poll.initial;
+  p.on_tick = [&] {
+    if (!g_interrupted) logs.poll();
+  };
   json d;
   try {
     d = sm.wait_training_job(s.job, p, [&](const std::string& e) { check_interrupted(); print_event(e); });
@@ -294,9 +343,13 @@ std::string step_train(Session& s, const std::string& data_s3_in) {
       } catch (const kiln::Error& e) {
         std::fprintf(stderr, "could not stop %s: %s\n", s.job.c_str(), e.what());
       }
+    } else {
+      logs.drain();  // a failed job's last lines say why
     }
     throw;
   }
+  logs.drain();
+  for (const std::string& line : training_time_summary(d)) print_event(line);
   if (d.contains("FinalMetricDataList"))
     for (const auto& m : d["FinalMetricDataList"])
       std::printf("  %s = %s\n", m.value("MetricName", "").c_str(), m.contains("Value") ? m["Value"].dump().c_str() : "?");
@@ -324,6 +377,7 @@ void step_deploy(Session& s, std::string model_data) {
   if (model_data.empty()) {
     need(s.job, "--job-name", "deploy (to find the model artifact; or pass --model-data)");
     if (s.dry_run) {
+      use_bucket(s);
       model_data = s.model_data_default();
     } else {
       json d = sm.describe_training_job(s.job);
@@ -480,9 +534,9 @@ int run_all(Session& s) {
 int run_sagemaker(const std::vector<std::string>& argv) {
   static const char* usage =
       "usage: kiln sagemaker <check|upload|train|deploy|predict|delete|run> [options]\n"
-      "  check    credentials, region, execution role and its policies, bucket\n"
+      "  check    credentials, account (STS), region, execution role and its policies, bucket\n"
       "  upload   copy --data-dir to s3://BUCKET/PREFIX/data/cifar100\n"
-      "  train    create the training job (spot, checkpoints, metrics) and follow it\n"
+      "  train    create the training job (spot, checkpoints, metrics) and follow it and its logs\n"
       "  deploy   model + endpoint config + endpoint, wait for InService\n"
       "  predict  send 4 CIFAR-100 test images (application/x-npy), print the classes\n"
       "  delete   endpoint, endpoint config and model\n"

@@ -1,13 +1,16 @@
 // The `kiln s3` and `kiln sagemaker` commands end to end, as a user runs them: the built kiln
 // (KILN_BIN) against moto_server (S3, SageMaker, IAM; signature checking on) and a local
 // SageMaker Runtime stand-in that checks InvokeEndpoint's request (moto's runtime cannot take
-// binary bodies) and answers (4,100) float32 .npy log-probabilities.
+// binary bodies) and answers (4,100) float32 .npy log-probabilities; the default bucket, the STS
+// account in `check`, and a training job's CloudWatch logs and times (a SageMaker stand-in,
+// since moto fills neither the job's times nor its logs).
 #include <doctest/doctest.h>
 
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "aws/logs.h"
 #include "aws/s3.h"
 #include "aws/sagemaker.h"
 #include "core/atomic_file.h"
@@ -307,4 +310,137 @@ TEST_CASE("kiln sagemaker check: credentials, region, role, bucket") {
   rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-no-such-bucket", "--image", "img:1"}, out);
   CHECK(rc == 1);
   CHECK(has(out, "does not exist"));
+}
+
+// ---- the default bucket, the STS account, training logs and times (issue 8)
+
+static bool has_once(const std::string& out, const std::string& s) {
+  auto p = out.find(s);
+  return p != std::string::npos && out.find(s, p + 1) == std::string::npos;
+}
+
+TEST_CASE("kiln sagemaker upload without --bucket: sagemaker-REGION-ACCOUNT from the role ARN or STS, created once") {
+  SynthData data;
+  ScopedEnv env;
+  moto_env(env);
+  std::string out;
+  // the account from the role ARN
+  std::vector<std::string> args = {"sagemaker", "upload", "--data-dir", data.dir.path().string(), "--role-arn",
+                                   "arn:aws:iam::444455556666:role/KilnBucketRole"};
+  REQUIRE_MESSAGE(run_kiln(args, out) == 0, out);
+  CHECK_MESSAGE(has(out, "bucket: sagemaker-us-east-1-444455556666 (default bucket; account 444455556666 from role ARN), created"), out);
+  CHECK_MESSAGE(has(out, "uploaded 5 files to s3://sagemaker-us-east-1-444455556666/kiln/data/cifar100"), out);
+  REQUIRE_MESSAGE(run_kiln(args, out) == 0, out);  // the second run finds it
+  CHECK_MESSAGE(has(out, "bucket: sagemaker-us-east-1-444455556666 (default bucket; account 444455556666 from role ARN)\n"), out);
+  CHECK_FALSE(has(out, "created"));
+  // no role: the account from STS GetCallerIdentity (moto's)
+  REQUIRE_MESSAGE(run_kiln({"sagemaker", "upload", "--data-dir", data.dir.path().string()}, out) == 0, out);
+  CHECK_MESSAGE(has(out, "bucket: sagemaker-us-east-1-123456789012 (default bucket; account 123456789012 from STS GetCallerIdentity), created"), out);
+  ClientConfig cfg;
+  cfg.region = "us-east-1";
+  cfg.endpoint_url = MotoServer::get().url;
+  cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+  CHECK(S3Client(cfg).get_object("sagemaker-us-east-1-123456789012", "kiln/data/cifar100/test.bin") ==
+        kiln::read_file(data.dir / "test.bin"));
+  // an explicit --bucket is used as given and never created
+  CHECK(run_kiln({"sagemaker", "upload", "--data-dir", data.dir.path().string(), "--bucket", "kiln-not-made"}, out) == 1);
+  CHECK_FALSE(S3Client(cfg).bucket_exists("kiln-not-made"));
+}
+
+TEST_CASE("kiln sagemaker check reports the account from STS and the default bucket") {
+  ScopedEnv env;
+  moto_env(env);
+  std::string out;
+  run_kiln({"sagemaker", "check", "--image", "img:1"}, out);  // no role: fails, but reports the rest
+  CHECK_MESSAGE(has(out, "[ ok ] account: 123456789012 (arn:aws:iam::123456789012:user/kiln-test, from STS GetCallerIdentity)"), out);
+  CHECK_MESSAGE(has(out, "bucket sagemaker-us-east-1-123456789012 (default)"), out);
+  env.set("AWS_SECRET_ACCESS_KEY", "not-the-secret");
+  CHECK(run_kiln({"sagemaker", "check", "--image", "img:1"}, out) == 1);
+  CHECK_MESSAGE(has(out, "[FAIL] account: STS GetCallerIdentity"), out);
+}
+
+// SageMaker stand-in for one training job: InProgress for three polls, then Completed with
+// training and billable times. At each poll it writes a line to the job's CloudWatch log stream
+// in moto (as the container would), the last one just before answering Completed.
+struct FakeTrainingJob {
+  kiln_test::LocalServer s;
+  std::atomic<int> describes{0};
+  std::mutex mu;
+  std::vector<std::string> problems;
+  std::string job;
+  explicit FakeTrainingJob(std::string name) : job(std::move(name)) {
+    s.svr.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
+      std::string target = req.get_header_value("X-Amz-Target");
+      if (req.get_header_value("Authorization").find("/us-east-1/sagemaker/aws4_request") == std::string::npos) {
+        std::lock_guard<std::mutex> lock(mu);
+        problems.push_back("not signed for sagemaker: " + target);
+      }
+      nlohmann::json a;
+      if (target == "SageMaker.CreateTrainingJob") {
+        a = {{"TrainingJobArn", "arn:aws:sagemaker:us-east-1:777788889999:training-job/" + job}};
+      } else if (target == "SageMaker.DescribeTrainingJob") {
+        int n = ++describes;
+        ClientConfig cfg;
+        cfg.region = "us-east-1";
+        cfg.endpoint_url = MotoServer::get().url;
+        cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+        LogsClient logs(cfg);
+        const std::string stream = job + "/algo-1-1700000000";
+        if (n == 1) {
+          logs.create_log_group(TrainingLogFollower::kLogGroup);
+          logs.create_log_stream(TrainingLogFollower::kLogGroup, stream);
+        }
+        int64_t t = std::chrono::duration_cast<std::chrono::milliseconds>(
+                        std::chrono::system_clock::now().time_since_epoch()).count();
+        logs.put_log_events(TrainingLogFollower::kLogGroup, stream,
+                            {{t, n <= 3 ? "container line " + std::to_string(n) : std::string("container last line")}});
+        a = {{"TrainingJobName", job},
+             {"TrainingJobStatus", n <= 3 ? "InProgress" : "Completed"},
+             {"SecondaryStatus", n <= 3 ? "Training" : "Completed"},
+             {"EnableManagedSpotTraining", true},
+             {"ResourceConfig", {{"InstanceType", "ml.c5.9xlarge"}, {"InstanceCount", 1}, {"VolumeSizeInGB", 30}}}};
+        if (n > 3) {
+          a["TrainingTimeInSeconds"] = 1200;
+          a["BillableTimeInSeconds"] = 400;
+          a["ModelArtifacts"] = {{"S3ModelArtifacts", "s3://b/" + job + "/output/model.tar.gz"}};
+        }
+      } else {
+        std::lock_guard<std::mutex> lock(mu);
+        problems.push_back("unexpected " + target);
+        res.status = 400;
+        a = {{"__type", "ValidationException"}, {"message", "unexpected"}};
+      }
+      res.set_content(a.dump(), "application/x-amz-json-1.1");
+    });
+    s.start();
+  }
+};
+
+TEST_CASE("kiln sagemaker train prints the job's CloudWatch logs while it waits, then training and billable seconds") {
+  const std::string job = "kiln-logs-e2e";
+  FakeTrainingJob sm(job);
+  ScopedEnv env;
+  moto_env(env);
+  env.set("AWS_ENDPOINT_URL_SAGEMAKER", sm.s.url());
+  std::string out;
+  int rc = run_kiln({"sagemaker", "train", "--job-name", job, "--poll-seconds", "0.05", "--role-arn",
+                     "arn:aws:iam::777788889999:role/KilnLogsRole", "--image", "img:1"}, out);
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK_MESSAGE(sm.problems.empty(), sm.problems.size() << " problems, first: " << (sm.problems.empty() ? "" : sm.problems[0]));
+  CHECK(sm.describes == 4);
+  CHECK_MESSAGE(has(out, "bucket: sagemaker-us-east-1-777788889999 (default bucket; account 777788889999 from role ARN)"), out);
+  for (const char* l : {"container line 1\n", "container line 2\n", "container line 3\n", "container last line\n",
+                        "Training seconds: 1200\n", "Billable seconds: 400\n", "Managed Spot Training savings: 66.7%\n"})
+    CHECK_MESSAGE(has_once(out, l), "'" << l << "' not printed exactly once in:\n" << out);
+  // the first lines while the job was running, the last one drained after it ended
+  size_t done = out.find("training job " + job + ": Completed");
+  REQUIRE_MESSAGE(done != std::string::npos, out);
+  CHECK(out.find("container line 1") < out.find("container line 2"));
+  CHECK(out.find("container line 2") < out.find("container line 3"));
+  CHECK(out.find("container line 3") < done);
+  CHECK(out.find("container last line") > done);
+  CHECK(out.find("container last line") < out.find("Training seconds: 1200"));
+  CHECK_FALSE(has(out, "[algo-1]"));  // one host: no prefix
+  CHECK_FALSE(has(out, "warning"));
+  CHECK(has(out, "model: s3://b/" + job + "/output/model.tar.gz"));
 }

@@ -57,6 +57,7 @@ class ScopedEnv {
                           "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", "AWS_EC2_METADATA_SERVICE_ENDPOINT",
                           "AWS_EC2_METADATA_DISABLED", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
                           "AWS_ENDPOINT_URL_SAGEMAKER", "AWS_ENDPOINT_URL_IAM", "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+                          "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_LOGS",
                           "AWS_MAX_ATTEMPTS", "AWS_CA_BUNDLE"})
       unset(v);
     // Nothing in a test may wait on 169.254.169.254, and no real ~/.aws file may be read.
