@@ -247,7 +247,9 @@ class Session {
     });
     if (r.status == 401)
       fail("registry " + ref_.registry, "access with " + (creds_from_.empty() ? "no credentials" : "credentials from " + creds_from_),
-           "401 Unauthorized", "check the user and password (for ECR: the AWS credentials and region)");
+           "401 Unauthorized",
+           creds_from_.empty() ? "the registry wants credentials: --username with --password-stdin, or docker login"
+                               : "check the user and password (for ECR: the AWS credentials and region)");
     if (r.status == 404)
       fail("registry " + base_.str(), "the registry API v2 (/v2/ answering 200 or 401)", "404",
            "is this address a Docker registry?");
