@@ -322,6 +322,7 @@ std::string step_train(Session& s, const std::string& data_s3_in) {
   // error is reported once and never ends the wait (the next read is retried at the next tick).
   ClientConfig logs_cfg = s.cfg;
   logs_cfg.retry.max_attempts = 2;
+  logs_cfg.retry.base_delay_s = 0.2;
   logs_cfg.retry.max_delay_s = 2.0;
   TrainingLogFollower logs(logs_cfg, s.job, spec.instance_count, print_event, [](const std::string& w) {
     std::fflush(stdout);

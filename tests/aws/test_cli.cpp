@@ -368,7 +368,8 @@ struct FakeTrainingJob {
   std::mutex mu;
   std::vector<std::string> problems;
   std::string job;
-  explicit FakeTrainingJob(std::string name) : job(std::move(name)) {
+  bool write_logs;
+  explicit FakeTrainingJob(std::string name, bool logs = true) : job(std::move(name)), write_logs(logs) {
     s.svr.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
       std::string target = req.get_header_value("X-Amz-Target");
       if (req.get_header_value("Authorization").find("/us-east-1/sagemaker/aws4_request") == std::string::npos) {
@@ -380,20 +381,22 @@ struct FakeTrainingJob {
         a = {{"TrainingJobArn", "arn:aws:sagemaker:us-east-1:777788889999:training-job/" + job}};
       } else if (target == "SageMaker.DescribeTrainingJob") {
         int n = ++describes;
-        ClientConfig cfg;
-        cfg.region = "us-east-1";
-        cfg.endpoint_url = MotoServer::get().url;
-        cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
-        LogsClient logs(cfg);
-        const std::string stream = job + "/algo-1-1700000000";
-        if (n == 1) {
-          logs.create_log_group(TrainingLogFollower::kLogGroup);
-          logs.create_log_stream(TrainingLogFollower::kLogGroup, stream);
+        if (write_logs) {
+          ClientConfig cfg;
+          cfg.region = "us-east-1";
+          cfg.endpoint_url = MotoServer::get().url;
+          cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+          LogsClient logs(cfg);
+          const std::string stream = job + "/algo-1-1700000000";
+          if (n == 1) {
+            logs.create_log_group(TrainingLogFollower::kLogGroup);
+            logs.create_log_stream(TrainingLogFollower::kLogGroup, stream);
+          }
+          int64_t t = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+          logs.put_log_events(TrainingLogFollower::kLogGroup, stream,
+                              {{t, n <= 3 ? "container line " + std::to_string(n) : std::string("container last line")}});
         }
-        int64_t t = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        std::chrono::system_clock::now().time_since_epoch()).count();
-        logs.put_log_events(TrainingLogFollower::kLogGroup, stream,
-                            {{t, n <= 3 ? "container line " + std::to_string(n) : std::string("container last line")}});
         a = {{"TrainingJobName", job},
              {"TrainingJobStatus", n <= 3 ? "InProgress" : "Completed"},
              {"SecondaryStatus", n <= 3 ? "Training" : "Completed"},
@@ -443,4 +446,22 @@ TEST_CASE("kiln sagemaker train prints the job's CloudWatch logs while it waits,
   CHECK_FALSE(has(out, "[algo-1]"));  // one host: no prefix
   CHECK_FALSE(has(out, "warning"));
   CHECK(has(out, "model: s3://b/" + job + "/output/model.tar.gz"));
+}
+
+TEST_CASE("kiln sagemaker train: unreadable logs give one warning and the wait goes on to the end") {
+  const std::string job = "kiln-logs-dead";
+  FakeTrainingJob sm(job, false);  // (this process's AWS_ENDPOINT_URL_LOGS points nowhere too)
+  ScopedEnv env;
+  moto_env(env);
+  env.set("AWS_ENDPOINT_URL_SAGEMAKER", sm.s.url());
+  env.set("AWS_ENDPOINT_URL_LOGS", "http://127.0.0.1:" + std::to_string(kiln_test::free_port()));  // nothing listens
+  std::string out;
+  int rc = run_kiln({"sagemaker", "train", "--job-name", job, "--poll-seconds", "0.05", "--role-arn",
+                     "arn:aws:iam::777788889999:role/KilnLogsRole", "--image", "img:1"}, out);
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK(sm.describes == 4);
+  CHECK_MESSAGE(has_once(out, "warning: cannot read the training job's logs"), out);
+  CHECK_FALSE(has(out, "container line"));
+  CHECK_MESSAGE(has(out, "training job " + job + ": Completed"), out);
+  CHECK_MESSAGE(has(out, "Billable seconds: 400"), out);
 }
