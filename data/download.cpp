@@ -91,64 +91,83 @@ std::string md5_hex(std::string_view bytes) {
   return m.hex();
 }
 
-fs::path download_cifar100(const DownloadConfig& cfg) {
-  const fs::path target = cfg.dir / "cifar-100-python";
-  const Url url = parse_url(cfg.url);
-  fs::create_directories(cfg.dir);
-
+std::string https_get(const std::string& url_text, const FetchOptions& o) {
+  const Url url = parse_url(url_text);
   httplib::Client cli(url.origin);
   cli.enable_server_certificate_verification(true);
-  if (!cfg.ca_bundle.empty()) {
-    if (!fs::is_regular_file(cfg.ca_bundle))
-      fail("CA bundle " + cfg.ca_bundle, "a PEM file of trusted certificates", "no such file");
-    cli.set_ca_cert_path(cfg.ca_bundle);
+  if (!o.ca_bundle.empty()) {
+    if (!fs::is_regular_file(o.ca_bundle))
+      fail("CA bundle " + o.ca_bundle, "a PEM file of trusted certificates", "no such file");
+    cli.set_ca_cert_path(o.ca_bundle);
   }
+  // Redirects are followed (by cpp-httplib, which checks certificates on https:// hops).
   cli.set_follow_location(true);
-  cli.set_connection_timeout(std::chrono::seconds(cfg.timeout_s));
-  cli.set_read_timeout(std::chrono::seconds(cfg.timeout_s));
+  cli.set_connection_timeout(std::chrono::seconds(o.timeout_s));
+  cli.set_read_timeout(std::chrono::seconds(o.timeout_s));
 
   std::string body;
-  Md5 md5;
+  bool too_big = false;
   int64_t last_report = 0;
   const auto t0 = std::chrono::steady_clock::now();
   auto res = cli.Get(
       url.path,
       [&](const char* data, size_t n) {
+        if (body.size() + n > o.max_bytes) {
+          too_big = true;
+          return false;
+        }
         body.append(data, n);
-        md5.update(data, n);
-        return body.size() < (size_t(1) << 30);  // a 1 GiB cap: CIFAR-100 is 161 MiB
+        if (o.on_data) o.on_data(data, n);
+        return true;
       },
       [&](uint64_t cur, uint64_t total) {
-        if (!cfg.quiet && static_cast<int64_t>(cur) - last_report >= (int64_t(16) << 20)) {
+        if (!o.quiet && static_cast<int64_t>(cur) - last_report >= (int64_t(16) << 20)) {
           last_report = static_cast<int64_t>(cur);
           std::fprintf(stderr, "  %.0f / %.0f MiB\n", cur / 1048576.0, total / 1048576.0);
         }
         return true;
       });
+  if (too_big)
+    fail(url_text, "at most " + std::to_string(o.max_bytes >> 20) + " MiB", "a larger answer", o.offline_hint);
   if (!res) {
     const auto err = res.error();
     std::string why = httplib::to_string(err);
     if (err == httplib::Error::SSLServerVerification)
-      throw Error(cfg.url + ": the server's TLS certificate could not be verified (" + why + ")",
+      throw Error(url_text + ": the server's TLS certificate could not be verified (" + why + ")",
                   "kiln only downloads over verified HTTPS; if a proxy re-signs TLS, point "
-                  "KILN_CA_BUNDLE at its CA certificate (PEM); otherwise " + manual_hint(cfg.dir));
+                  "KILN_CA_BUNDLE at its CA certificate (PEM); otherwise " + o.offline_hint);
     if (err == httplib::Error::Connection || err == httplib::Error::ConnectionTimeout ||
         err == httplib::Error::SSLConnection)
-      throw Error(cfg.url + ": cannot connect (" + why + "): this machine looks offline",
-                  manual_hint(cfg.dir));
-    throw Error(cfg.url + ": download failed (" + why + ")", manual_hint(cfg.dir));
+      throw Error(url_text + ": cannot connect (" + why + "): this machine looks offline", o.offline_hint);
+    throw Error(url_text + ": download failed (" + why + ")", o.offline_hint);
   }
-  if (res->status != 200)
-    fail(cfg.url, "HTTP status 200", std::to_string(res->status), manual_hint(cfg.dir));
+  if (res->status != 200) fail(url_text, "HTTP status 200", std::to_string(res->status), o.offline_hint);
+  if (!o.quiet) {
+    const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::fprintf(stderr, "downloaded %.1f MiB in %.1f s\n", body.size() / 1048576.0, sec);
+  }
+  return body;
+}
+
+fs::path download_cifar100(const DownloadConfig& cfg) {
+  const fs::path target = cfg.dir / "cifar-100-python";
+  (void)parse_url(cfg.url);
+  fs::create_directories(cfg.dir);
+
+  Md5 md5;
+  FetchOptions fo;
+  fo.ca_bundle = cfg.ca_bundle;
+  fo.timeout_s = cfg.timeout_s;
+  fo.quiet = cfg.quiet;
+  fo.max_bytes = size_t(1) << 30;  // CIFAR-100 is 161 MiB
+  fo.offline_hint = manual_hint(cfg.dir);
+  fo.on_data = [&](const char* p, size_t n) { md5.update(p, n); };
+  std::string body = https_get(cfg.url, fo);
   const std::string got = md5.hex();
   if (!cfg.md5.empty() && got != cfg.md5)
     fail(cfg.url + " (" + std::to_string(body.size()) + " bytes)", "MD5 " + cfg.md5, "MD5 " + got,
          "the download is damaged or not the official archive; nothing was written, try again");
-  if (!cfg.quiet) {
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::fprintf(stderr, "downloaded %.1f MiB in %.1f s, MD5 %s%s\n", body.size() / 1048576.0, s,
-                 got.c_str(), cfg.md5.empty() ? " (not checked)" : " (ok)");
-  }
+  if (!cfg.quiet) std::fprintf(stderr, "MD5 %s%s\n", got.c_str(), cfg.md5.empty() ? " (not checked)" : " (ok)");
 
   // Validate the whole dataset before anything lands in the target directory.
   (void)parse_cifar_python_targz(body, cfg.url);
