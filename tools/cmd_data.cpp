@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "data/dataset.h"
 #include "data/download.h"
+#include "data/pretrained.h"
 #include "data/synth.h"
 #include "tools/args.h"
 #include "tools/command.h"
@@ -71,16 +72,30 @@ int run_download(const std::vector<std::string>& argv) {
          "Download CIFAR-100 (the python version, cifar-100-python.tar.gz) over verified HTTPS,\n"
          "check its MD5, and extract it to DIR/cifar-100-python atomically (a temporary folder\n"
          "renamed into place: never a half-written dataset). Environment: KILN_CA_BUNDLE (PEM file\n"
-         "of trusted CAs instead of the system's), KILN_CIFAR100_MD5 (expected MD5, for test archives).");
-  a.positional("DATASET", "the dataset: cifar100");
+         "of trusted CAs instead of the system's), KILN_CIFAR100_MD5 (expected MD5, for test archives).\n"
+         "ARCH-imagenet (resnet18-imagenet ... resnet152-imagenet): torchvision's ImageNet weights\n"
+         "(what resnet34(pretrained=True) loads) from download.pytorch.org, checked against the SHA-256\n"
+         "prefix in their file name, cached in $TORCH_HOME/hub/checkpoints (or --dir) as torch hub does.");
+  a.positional("WHAT", "cifar100, or ARCH-imagenet (e.g. resnet34-imagenet)");
   a.option("--dir", "DIR", "directory to put cifar-100-python/ in", "data");
   a.option("--url", "URL", "where to fetch the archive from", kiln::data::kCifar100Url);
   a.option("--md5", "HEX", "expected MD5 of the archive (default: the published one)");
   a.option("--timeout", "S", "connect/read timeout in seconds", "30");
   a.flag("--force", "download again even if the dataset is already there");
   if (!a.parse(argv)) return 0;
-  if (a.positionals()[0] != "cifar100")
-    kiln::fail("kiln download", "the dataset name cifar100", "'" + a.positionals()[0] + "'");
+  const std::string what = a.positionals()[0];
+  const std::string suffix = "-imagenet";
+  if (what.size() > suffix.size() && what.compare(what.size() - suffix.size(), suffix.size(), suffix) == 0) {
+    kiln::data::PretrainedOptions po;
+    if (a.given("--url")) po.url = a.get("--url");
+    if (a.given("--dir")) po.cache_dir = a.get("--dir");
+    po.timeout_s = static_cast<int>(a.get_int("--timeout"));
+    const auto path = kiln::data::fetch_pretrained(what.substr(0, what.size() - suffix.size()), po);
+    std::printf("%s\n", path.string().c_str());
+    return 0;
+  }
+  if (what != "cifar100")
+    kiln::fail("kiln download", "cifar100 or ARCH-imagenet (resnet18 ... resnet152)", "'" + what + "'");
   kiln::data::DownloadConfig cfg;
   cfg.dir = a.get("--dir");
   cfg.url = a.get("--url");
@@ -104,4 +119,4 @@ int run_download(const std::vector<std::string>& argv) {
 
 }  // namespace
 
-KILN_COMMAND("download", "download CIFAR-100 over verified HTTPS into --dir", run_download);
+KILN_COMMAND("download", "download CIFAR-100 or torchvision's ImageNet weights over verified HTTPS", run_download);

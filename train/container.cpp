@@ -95,6 +95,16 @@ TrainOptions container_options(const fs::path& root, const std::map<std::string,
   o.resume = true;
   if (o.log_dir.empty()) o.log_dir = root / "output" / "tensorboard";
   o.plain_progress = true;  // CloudWatch is no terminal
+  // A `pretrained` channel holds torchvision's weights file (what `kiln sagemaker run` uploads
+  // once): looked in first, and it implies --pretrained imagenet unless weights were chosen.
+  const fs::path pre = root / "input" / "data" / "pretrained";
+  if (fs::is_directory(pre)) {
+    o.pretrained_search.push_back(pre);
+    if (o.pretrained.empty() && o.weights.empty()) {
+      o.pretrained = "imagenet";
+      hp_notes.push_back("pretrained = imagenet (from the pretrained channel " + pre.string() + ")");
+    }
+  }
   if (notes) notes->insert(notes->end(), hp_notes.begin(), hp_notes.end());
   return o;
 }

@@ -91,8 +91,15 @@ std::vector<OptionSpec> make_table() {
       {"num-classes", "N", "classes (default: the dataset's)", true, {},
        [](O& o, S v, S w) { o.num_classes = int_in(v, w, 0, 1000000, "0 (the dataset's) or a class count"); },
        [](const O& o) { return o.num_classes ? i2s(o.num_classes) : std::string(); }},
-      {"pretrained", "FILE", "ImageNet weights (.pth/.safetensors); fc is re-initialised for the classes", false, {},
+      {"pretrained", "FILE|imagenet",
+       "ImageNet weights (.pth/.safetensors), or 'imagenet': torchvision's published weights for --arch, "
+       "downloaded once into $TORCH_HOME/hub/checkpoints; fc is re-initialised for the classes",
+       true, {},
        [](O& o, S v, S) { o.pretrained = v; }, [](const O& o) { return o.pretrained.string(); }},
+      {"pretrained-url", "URL",
+       "--pretrained imagenet from this https:// mirror instead of download.pytorch.org (the file name must "
+       "carry its SHA-256 prefix, as torchvision's do)",
+       true, {}, [](O& o, S v, S) { o.pretrained_url = v; }, [](const O& o) { return o.pretrained_url; }},
       {"weights", "FILE", "start from these weights as they are", false, {},
        [](O& o, S v, S) { o.weights = v; }, [](const O& o) { return o.weights.string(); }},
       {"model-dir", "DIR", "write config.json, model.safetensors and model.pth here", false, {},

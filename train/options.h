@@ -16,7 +16,10 @@ struct TrainOptions {
   std::filesystem::path data;       // CIFAR-100 (or `kiln synth`) directory
   std::filesystem::path test_data;  // where the test half comes from; empty = data
   std::filesystem::path model_dir, checkpoint_dir, log_dir;
-  std::filesystem::path pretrained;  // ImageNet weights: fc re-initialised when shapes differ
+  std::filesystem::path pretrained;  // ImageNet weights: fc re-initialised when shapes differ;
+                                     // "imagenet": torchvision's published file for --arch (data/pretrained.h)
+  std::string pretrained_url;  // "imagenet" from this https:// mirror (its file name carries the SHA-256 prefix)
+  std::vector<std::filesystem::path> pretrained_search;  // looked in first for "imagenet" (the container's channel)
   std::filesystem::path weights;     // start from these weights as they are
   bool resume = false;               // continue from the newest readable checkpoint
   std::string arch = "resnet34";

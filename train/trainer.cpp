@@ -14,6 +14,7 @@
 #include "core/error.h"
 #include "core/parse.h"
 #include "data/dataset.h"
+#include "data/pretrained.h"
 #include "data/split.h"
 #include "engine/cpu.h"
 #include "io/weights.h"
@@ -75,6 +76,7 @@ struct Trainer::Impl {
 
   data::Cifar100 ds;
   data::Dataset test_set;
+  std::filesystem::path pretrained_path;  // --pretrained, with "imagenet" resolved to a file
   bool synthetic = false;
   int64_t num_classes = 0, val_size = 0;
   data::SplitIndices split;
@@ -120,6 +122,19 @@ void Trainer::setup() {
   if (opt.data.empty()) throw Error("no training data given", "pass --data DIR");
   if (!opt.pretrained.empty() && !opt.weights.empty())
     throw Error("--pretrained and --weights both given", "use one: --pretrained swaps the head, --weights loads as is");
+  if (opt.pretrained == "imagenet") {
+    // Resolved (found, or downloaded and verified) before any data is read, so an offline
+    // machine fails in the first second with where to put the file.
+    data::PretrainedOptions po;
+    po.search = opt.pretrained_search;
+    po.url = opt.pretrained_url;
+    m.pretrained_path = data::fetch_pretrained(opt.arch, po);
+    if (m.rank.is_root())
+      std::printf("pretrained: %s (torchvision's ImageNet weights for %s)\n", m.pretrained_path.string().c_str(),
+                  opt.arch.c_str());
+  } else {
+    m.pretrained_path = opt.pretrained;
+  }
 
   m.ds = data::load_cifar100(opt.data);
   bool test_synthetic = m.ds.synthetic;
@@ -205,7 +220,7 @@ void Trainer::start() {
   const bool resumed = opt.resume && m.resume_from_checkpoint();
   if (!resumed) {
     if (!opt.pretrained.empty()) {
-      std::string note = m.clf->net().load_state_dict(io::read_weights(opt.pretrained), /*allow_head_reinit=*/true);
+      std::string note = m.clf->net().load_state_dict(io::read_weights(m.pretrained_path), /*allow_head_reinit=*/true);
       if (!note.empty() && m.rank.is_root()) std::fprintf(stderr, "%s\n", note.c_str());
     } else if (!opt.weights.empty()) {
       m.clf->net().load_state_dict(io::read_weights(opt.weights));

@@ -17,6 +17,7 @@
 #include "data/dataset.h"
 #include "data/download.h"
 #include "tests/data/helpers.h"
+#include "tests/data/https_fixture.h"
 
 using namespace kiln::data;
 namespace kt = kiln::test;
@@ -33,12 +34,11 @@ std::string error_of(const auto& fn) {
   return "(no error)";
 }
 
-// Everything the download tests share: certificate, archives and a running server.
+// Everything the download tests share: archives and a running HTTPS server.
 struct Fixture {
   kt::TempDir dir{"dl"};
   std::string good, bad;
-  std::unique_ptr<httplib::SSLServer> server;
-  std::thread thread;
+  kt::HttpsServer https;
   int port = 0;
 
   Fixture() {
@@ -47,41 +47,26 @@ struct Fixture {
                             kt::quote(kt::source_root() + "/tests/data/make_cifar_python.py") + " " +
                             kt::quote((dir.path / "src").string()) + " 30 10";
     REQUIRE_MESSAGE(kt::run(gen, &out) == 0, out);
-    const std::string cert = (dir.path / "cert.pem").string(), key = (dir.path / "key.pem").string();
-    const std::string req = "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 "
-                            "-subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 -keyout " +
-                            kt::quote(key) + " -out " + kt::quote(cert);
-    REQUIRE_MESSAGE(kt::run(req, &out) == 0, out);
     good = kiln::read_file(dir.path / "src" / "cifar-100-python.tar.gz");
     bad = good;
     bad[bad.size() / 2] = static_cast<char>(bad[bad.size() / 2] ^ 1);
-    server = std::make_unique<httplib::SSLServer>(cert.c_str(), key.c_str());
-    REQUIRE(server->is_valid());
-    server->Get("/good.tar.gz", [this](const httplib::Request&, httplib::Response& r) {
+    https.server->Get("/good.tar.gz", [this](const httplib::Request&, httplib::Response& r) {
       r.set_content(good, "application/gzip");
     });
-    server->Get("/bad.tar.gz", [this](const httplib::Request&, httplib::Response& r) {
+    https.server->Get("/bad.tar.gz", [this](const httplib::Request&, httplib::Response& r) {
       r.set_content(bad, "application/gzip");
     });
-    server->Get("/moved", [](const httplib::Request&, httplib::Response& r) { r.set_redirect("/good.tar.gz"); });
-    port = server->bind_to_any_port("127.0.0.1");
-    REQUIRE(port > 0);
-    thread = std::thread([this] { server->listen_after_bind(); });
-    for (int i = 0; i < 500 && !server->is_running(); ++i)
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    REQUIRE(server->is_running());
+    https.server->Get("/moved", [](const httplib::Request&, httplib::Response& r) { r.set_redirect("/good.tar.gz"); });
+    https.start();
+    port = https.port;
   }
-  ~Fixture() {
-    server->stop();
-    thread.join();
-  }
-  std::string url(const std::string& path) const { return "https://127.0.0.1:" + std::to_string(port) + path; }
+  std::string url(const std::string& path) const { return https.url(path); }
   DownloadConfig cfg(const fs::path& to, const std::string& path) const {
     DownloadConfig c;
     c.url = url(path);
     c.md5 = md5_hex(good);
     c.dir = to;
-    c.ca_bundle = (dir.path / "cert.pem").string();
+    c.ca_bundle = https.ca_file();
     c.timeout_s = 5;
     c.quiet = true;
     return c;
@@ -187,7 +172,7 @@ TEST_CASE("md5_hex matches the known digest of a short string") {
 TEST_CASE("kiln download cifar100: KILN_CA_BUNDLE and KILN_CIFAR100_MD5 from the environment") {
   Fixture f;
   const fs::path to = f.dir.path / "cli";
-  const std::string env = "KILN_CA_BUNDLE=" + kt::quote((f.dir.path / "cert.pem").string()) +
+  const std::string env = "KILN_CA_BUNDLE=" + kt::quote(f.https.ca_file()) +
                           " KILN_CIFAR100_MD5=" + md5_hex(f.good) + " ";
   const std::string cmd = env + kt::quote(kt::kiln_bin()) + " download cifar100 --dir " +
                           kt::quote(to.string()) + " --url " + f.url("/good.tar.gz");
