@@ -106,6 +106,8 @@ int run_pipeline(const std::vector<std::string>& argv) {
   a.option("--data", "DIR", "CIFAR-100 folder (default: ./data, downloaded there if absent)");
   a.flag("--synthetic", "use `kiln synth` data without trying CIFAR-100");
   a.flag("--full", "the reference settings: resnet34, 4 epochs, batch 128, lr 2e-4, 5,000 validation, full test");
+  a.option("--pretrained", "imagenet|none|FILE",
+           "start from these weights (default: imagenet with --full, as the reference's create_model(); none otherwise)");
   a.option("--arch", "NAME", "override the architecture");
   a.option("--epochs", "N", "override epochs");
   a.option("--max-steps", "N", "override the step cap (0 = none)");
@@ -182,7 +184,7 @@ int run_pipeline(const std::vector<std::string>& argv) {
     hp = {{"arch", "resnet34", true}, {"epochs", "4", false}, {"batch-size", "128", false},
           {"lr", "0.0002", false}, {"val-size", "5000", false}};
     std::printf("settings: the reference's (--full): resnet34, 4 epochs, batch 128, lr 2e-4, 5,000 validation "
-                "images, all test images at batch 4\n");
+                "images, all test images at batch 4, torchvision's ImageNet weights\n");
   } else {
     hp = {{"arch", "resnet18", true}, {"epochs", "1", false}, {"max-steps", "40", false},
           {"batch-size", "32", false}, {"lr", "0.02", false}, {"val-size", "320", false},
@@ -190,7 +192,7 @@ int run_pipeline(const std::vector<std::string>& argv) {
     std::printf("settings SHORTENED to finish in a few minutes on 2 cores (--full for the reference's):\n"
                 "  resnet18 (reference resnet34), 1 epoch capped at 40 steps of batch 32 (reference 4 epochs of\n"
                 "  batch 128), lr 0.02 (reference 2e-4), 320 validation images (reference 5,000), the first 200\n"
-                "  test images (reference all 10,000), no ImageNet-pretrained start (reference: pretrained)\n");
+                "  test images (reference all 10,000), no ImageNet-pretrained start unless --pretrained imagenet\n");
   }
   auto override_hp = [&](const char* opt, const char* name, bool is_string) {
     if (!a.has(opt)) return;
@@ -210,6 +212,9 @@ int run_pipeline(const std::vector<std::string>& argv) {
   override_hp("--val-size", "val-size", true);
   override_hp("--test-size", "test-size", true);
   hp.push_back({"threads", threads, false});
+  std::string pretrained = a.get_or("--pretrained", a.flag_set("--full") ? "imagenet" : "none");
+  if (pretrained != "none")
+    hp.push_back({"pretrained", pretrained == "imagenet" ? pretrained : fs::absolute(pretrained).string(), true});
 
   const fs::path opt_ml = work.path / "opt" / "ml";
   fs::create_directories(opt_ml / "input" / "config");

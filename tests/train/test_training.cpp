@@ -236,11 +236,20 @@ TEST_CASE("SageMaker container contract on a temporary /opt/ml tree, and its fai
 TEST_CASE("kiln pipeline --local end to end on synthetic data (short settings)") {
   kiln::test::TempDir tmp("pipeline");
   synth(tmp.path / "syn", 10, 96, 16, 6);
+  // Started from ImageNet-shaped weights, as the reference's create_model() does (--full's default
+  // is torchvision's published file; a local one here, the download is tested in tests/data).
+  const std::string pth = (tmp.path / "imagenet.pth").string();
+  auto p = run_command(kiln::test::python() + " -c " +
+                       quote("import torch, torchvision; torch.manual_seed(0); "
+                             "torch.save(torchvision.models.resnet18().state_dict(), '" + pth + "')"));
+  REQUIRE_MESSAGE(p.status == 0, "the torch oracle failed: " << p.output);
   auto r = run_command(kiln_cmd() + " pipeline --local --data " + quote((tmp.path / "syn").string()) +
-                       " --max-steps 2 --batch-size 8 --val-size 8 --test-size 8 --threads 2 --work-dir " +
-                       quote((tmp.path / "work").string()));
+                       " --max-steps 2 --batch-size 8 --val-size 8 --test-size 8 --threads 2 --pretrained " +
+                       quote(pth) + " --work-dir " + quote((tmp.path / "work").string()));
   INFO(r.output);
   REQUIRE(r.status == 0);
+  CHECK(r.output.find("\"pretrained\":\"\\\"" + pth + "\\\"\"") != std::string::npos);
+  CHECK(r.output.find("1000 classes") != std::string::npos);  // the head swap's note
   CHECK(r.output.find("SYNTHETIC") != std::string::npos);
   CHECK(r.output.find("SHORTENED") != std::string::npos);
   CHECK(r.output.find("hyperparameters.json: {\"arch\":\"\\\"resnet18\\\"\"") != std::string::npos);
