@@ -1,6 +1,7 @@
 // IAM query-API client and the execution-role check (see iam.h).
 #include "aws/iam.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -202,6 +203,72 @@ RoleCheck IamClient::check_sagemaker_role(const std::string& role_arn_or_name) {
   if (!c.s3_access) c.notes.push_back("no policy found granting S3 access (attach AmazonS3FullAccess or an inline s3 policy)");
   if (!c.sagemaker_access) c.notes.push_back("no policy found granting SageMaker access (attach AmazonSageMakerFullAccess)");
   return c;
+}
+
+std::string sagemaker_trust_policy() {
+  return json({{"Version", "2012-10-17"},
+               {"Statement", json::array({{{"Effect", "Allow"},
+                                           {"Principal", {{"Service", "sagemaker.amazonaws.com"}}},
+                                           {"Action", "sts:AssumeRole"}}})}})
+      .dump();
+}
+
+std::vector<std::string> sagemaker_role_policies() {
+  return {"arn:aws:iam::aws:policy/AmazonSageMakerFullAccess", "arn:aws:iam::aws:policy/AmazonS3FullAccess"};
+}
+
+std::optional<RoleInfo> IamClient::find_role(const std::string& role_name) {
+  try {
+    return get_role(role_name);
+  } catch (const AwsError& e) {
+    if (e.code() == "NoSuchEntity") return std::nullopt;
+    throw;
+  }
+}
+
+RoleInfo IamClient::create_role(const std::string& role_name, const std::string& trust_policy,
+                                const std::string& description) {
+  XmlNode x = call("CreateRole", {{"RoleName", role_name}, {"AssumeRolePolicyDocument", trust_policy},
+                                  {"Description", description}});
+  RoleInfo info;
+  info.name = role_name;
+  info.assume_role_policy = trust_policy;
+  if (const XmlNode* role = x.find("Role")) info.arn = role->child_text("Arn");
+  return info;
+}
+
+void IamClient::attach_role_policy(const std::string& role_name, const std::string& policy_arn) {
+  call("AttachRolePolicy", {{"RoleName", role_name}, {"PolicyArn", policy_arn}});
+}
+
+RoleInfo IamClient::ensure_sagemaker_role(const std::string& role_name,
+                                          const std::function<void(const std::string&)>& log) {
+  if (role_name.empty() || role_name.size() > 64)
+    fail("role name", "1 to 64 characters ([A-Za-z0-9+=,.@_-])", "'" + role_name + "'");
+  std::optional<RoleInfo> role = find_role(role_name);
+  if (role) {
+    log("role " + role_name + " exists (" + role->arn + ")");
+  } else {
+    try {
+      role = create_role(role_name, sagemaker_trust_policy(), "SageMaker execution role for kiln (kiln sagemaker setup-role)");
+      log("created role " + role_name + " (" + role->arn + ") trusting sagemaker.amazonaws.com");
+    } catch (const AwsError& e) {
+      if (e.code() != "EntityAlreadyExists") throw;  // created concurrently, or a lost answer retried
+      role = get_role(role_name);
+      log("role " + role_name + " exists (" + role->arn + ")");
+    }
+  }
+  std::vector<AttachedPolicy> attached = cfg_.dry_run ? std::vector<AttachedPolicy>{} : list_attached_role_policies(role_name);
+  for (const std::string& arn : sagemaker_role_policies()) {
+    bool have = std::any_of(attached.begin(), attached.end(), [&](const AttachedPolicy& p) { return p.arn == arn; });
+    if (have) {
+      log(arn + " already attached");
+      continue;
+    }
+    attach_role_policy(role_name, arn);
+    log("attached " + arn);
+  }
+  return *role;
 }
 
 }  // namespace kiln::aws

@@ -1,8 +1,11 @@
 // IAM (query protocol: form-encoded POST, XML answers) — just what checking a SageMaker
-// execution role needs: GetRole, ListAttachedRolePolicies, ListRolePolicies, GetRolePolicy.
+// execution role needs: GetRole, ListAttachedRolePolicies, ListRolePolicies, GetRolePolicy,
+// and what creating one needs (the notebook's step 1: CreateRole, AttachRolePolicy).
 // IAM is global: signed for us-east-1 at iam.amazonaws.com.
 #pragma once
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -45,9 +48,27 @@ class IamClient {
 
   RoleCheck check_sagemaker_role(const std::string& role_arn_or_name);
 
+  // nullopt when the role does not exist (NoSuchEntity).
+  std::optional<RoleInfo> find_role(const std::string& role_name);
+  RoleInfo create_role(const std::string& role_name, const std::string& trust_policy, const std::string& description);
+  void attach_role_policy(const std::string& role_name, const std::string& policy_arn);
+
+  // The notebook's execution role, idempotently: creates `role_name` with sagemaker_trust_policy()
+  // when missing, attaches each of sagemaker_role_policies() not attached yet. Returns the role;
+  // `log` gets one line per action ("created role ...", "attached ...", "... already attached").
+  // A role that exists without trusting SageMaker is left as it is (check_sagemaker_role says so).
+  RoleInfo ensure_sagemaker_role(const std::string& role_name, const std::function<void(const std::string&)>& log);
+
  private:
   ClientConfig cfg_;
 };
+
+// {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service":
+// "sagemaker.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+std::string sagemaker_trust_policy();
+// arn:aws:iam::aws:policy/AmazonSageMakerFullAccess and arn:aws:iam::aws:policy/AmazonS3FullAccess
+std::vector<std::string> sagemaker_role_policies();
+
 
 // Which of s3 / sagemaker a policy document (JSON text) allows in an Allow statement
 // ("*", "s3:*", "s3:GetObject", "sagemaker:*", ...). Deny statements are not evaluated.

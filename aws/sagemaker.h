@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
@@ -47,9 +48,17 @@ nlohmann::json create_endpoint_body(const EndpointSpec& s);
 std::vector<std::pair<std::string, std::string>> kiln_metric_definitions();
 
 // Waiting: poll interval starts at initial and grows by 1.5x up to max; total bounded by timeout.
+// A poll that fails transiently (TransportError, HTTP 5xx, 429 or a throttling code, after the
+// client's own retries) does not end the wait: the first failure of each run of failures is
+// reported through on_warning (stderr when unset) and polling goes on until the bound.
 struct PollPolicy {
   std::chrono::milliseconds initial{5000}, max{60000};
   std::chrono::seconds timeout{72 * 3600};
+  // Training waits only: when true, the bound is the job's own (CreationTime + MaxRuntimeInSeconds
+  // + MaxWaitTimeInSeconds + 1 h, from its DescribeTrainingJob; `timeout` until that is known).
+  // false (--wait-timeout given): `timeout` alone.
+  bool bound_by_job = true;
+  std::function<void(const std::string&)> on_warning;
   std::function<bool()> cancelled;  // checked every 100 ms while waiting; true stops with an Error
   // Called after each status poll that did not finish and then every `tick` while waiting (to
   // follow the job's logs between status polls that grow apart); should not throw.
@@ -57,11 +66,43 @@ struct PollPolicy {
   std::chrono::milliseconds tick{5000};
 };
 
+// A poll failure worth waiting out: TransportError, HTTP 5xx, 429, throttling/transient codes.
+bool is_transient_failure(const std::exception& e);
+
+// The latest time a training job can still be running, from its DescribeTrainingJob: CreationTime
+// (epoch seconds or ISO 8601) + StoppingCondition.MaxRuntimeInSeconds + MaxWaitTimeInSeconds (when
+// present) + 1 h for SageMaker to stop it and upload its output; nullopt when a field is missing.
+std::optional<std::chrono::system_clock::time_point> training_job_bound(const nlohmann::json& describe_training_job);
+
+// Fresh resource names for one deploy: BASE-m-SUFFIX (model), BASE-c-SUFFIX (endpoint config),
+// BASE-e-SUFFIX (endpoint), SUFFIX = UTC YYYYMMDDHHMMSS-XXXX (4 random hex digits); BASE is cut
+// and cleaned so each name is at most 63 characters and matches [a-zA-Z0-9](-*[a-zA-Z0-9])*.
+struct DeployNames {
+  std::string model, config, endpoint;
+};
+DeployNames fresh_deploy_names(const std::string& base);
+// Does `name` fit SageMaker's resource names (1-63 characters, [a-zA-Z0-9](-*[a-zA-Z0-9])*)?
+bool valid_sagemaker_name(const std::string& name);
+
+// The hint for a failed CreateTrainingJob / CreateEndpoint: ResourceLimitExceeded names the
+// Service Quotas entry ("ml.c5.9xlarge for spot training job usage", "... for endpoint usage"),
+// AccessDenied mentioning PassRole names iam:PassRole on the role. "" when neither applies.
+std::string create_failure_hint(const AwsError& e, const std::string& instance_type, bool training, bool spot,
+                                const std::string& role_arn);
+// The Service Quotas names SageMaker checks for an instance type.
+std::string training_quota_name(const std::string& instance_type, bool spot);
+std::string endpoint_quota_name(const std::string& instance_type);
+
 class SageMakerClient {
  public:
   explicit SageMakerClient(ClientConfig cfg);
   nlohmann::json call(const std::string& op, const nlohmann::json& body);
 
+  // Create calls are idempotent across lost answers: when the client had to retry (the first
+  // request may have reached SageMaker) and the retry is told the name exists (ResourceInUse,
+  // "already existing"), the resource is described and accepted when it is ours (a job: same
+  // role, image, output path and instance type; a model: same role, image and model data; a
+  // config: same model and instance type; an endpoint: same config); otherwise kiln::Error.
   std::string create_training_job(const TrainingJobSpec& s);  // returns the job ARN
   nlohmann::json describe_training_job(const std::string& name);
   void stop_training_job(const std::string& name);
@@ -79,12 +120,26 @@ class SageMakerClient {
   void delete_endpoint(const std::string& name);
   void delete_endpoint_config(const std::string& name);
   void delete_model(const std::string& name);
+  nlohmann::json describe_endpoint_config(const std::string& name);
+  nlohmann::json describe_model(const std::string& name);
+  // DeleteEndpoint, waiting out the states in which SageMaker refuses it (Creating, Updating,
+  // SystemUpdating, RollingBack) and transient failures: retried at the poll's intervals until
+  // it is accepted or the endpoint is gone (returns ""), or until poll.timeout / poll.cancelled
+  // or a refusal that waiting cannot cure (returns why, with the endpoint's last status).
+  std::string delete_endpoint_waiting(const std::string& name, const PollPolicy& poll,
+                                      const std::function<void(const std::string&)>& on_event);
 
   const ClientConfig& config() const { return cfg_; }
 
  private:
+  // `op` with the idempotency rule above; `ours` says why an existing resource is not ours ("" = it is).
+  nlohmann::json create_call(const std::string& op, const std::string& name, const nlohmann::json& body,
+                             const std::function<std::string()>& ours);
   ClientConfig cfg_;
 };
+
+// Is this AWS error SageMaker's "not found" (ValidationException "Could not find ..." / "does not exist")?
+bool is_not_found(const AwsError& e);
 
 // The lines the SageMaker SDK prints after a completed training job (estimator.fit's wait), from
 // its DescribeTrainingJob answer: "Training seconds: N" (TrainingTimeInSeconds), "Billable

@@ -6,6 +6,7 @@
 // since moto fills neither the job's times nor its logs).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -198,15 +199,33 @@ static void sagemaker_env(ScopedEnv& env, const FakeRuntime& rt) {
   env.set("KILN_SAGEMAKER_BUCKET", "kiln-e2e");
 }
 
-static void expect_cleaned_up(const std::string& name) {
+// The name printed after `prefix` (up to the end of its word), "" when absent.
+static std::string name_after(const std::string& out, const std::string& prefix) {
+  auto p = out.find(prefix);
+  if (p == std::string::npos) return {};
+  p += prefix.size();
+  return out.substr(p, out.find_first_of(" \n:", p) - p);
+}
+
+// Fresh names: each deploy's model/config/endpoint are BASE-m-/-c-/-e-SUFFIX (from the output);
+// all three must be gone.
+static void expect_cleaned_up(const std::string& base, const std::string& out) {
+  std::string model = name_after(out, "created model "), config = name_after(out, "created endpoint config "),
+              endpoint = name_after(out, "created endpoint " + base);
+  CHECK_MESSAGE(model.rfind(base + "-m-", 0) == 0, out);
+  CHECK_MESSAGE(config.rfind(base + "-c-", 0) == 0, out);
+  CHECK_MESSAGE(endpoint.rfind("-e-", 0) == 0, out);
+  endpoint = base + endpoint;
   ClientConfig cfg;
   cfg.region = "us-east-1";
   cfg.endpoint_url = MotoServer::get().url;
   cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
   SageMakerClient sm(cfg);
-  CHECK_THROWS_AS(sm.describe_endpoint(name), AwsError);
-  CHECK_THROWS_AS(sm.call("DescribeEndpointConfig", {{"EndpointConfigName", name}}), AwsError);
-  CHECK_THROWS_AS(sm.call("DescribeModel", {{"ModelName", name}}), AwsError);
+  CHECK_THROWS_AS(sm.describe_endpoint(endpoint), AwsError);
+  CHECK_THROWS_AS(sm.call("DescribeEndpointConfig", {{"EndpointConfigName", config}}), AwsError);
+  CHECK_THROWS_AS(sm.call("DescribeModel", {{"ModelName", model}}), AwsError);
+  CHECK_MESSAGE(has(out, "deleted endpoint " + endpoint + "\n"), out);
+  CHECK_MESSAGE(has(out, "deleted model " + model + "\n"), out);
 }
 
 TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against moto") {
@@ -219,7 +238,7 @@ TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against mo
   int rc = run_kiln(run_args("kiln-e2e-ok", data), out);
   CHECK_MESSAGE(rc == 0, out);
   for (const char* s : {"== upload", "uploaded 5 files to s3://kiln-e2e/kiln/data/cifar100", "created training job kiln-e2e-ok",
-                        "training job kiln-e2e-ok: Completed", "created endpoint kiln-e2e-ok", "endpoint kiln-e2e-ok: InService",
+                        "training job kiln-e2e-ok: Completed", "created endpoint kiln-e2e-ok-e-", "endpoint kiln-e2e-ok-e-",": InService",
                         "deleted endpoint kiln-e2e-ok", "deleted endpoint config kiln-e2e-ok", "deleted model kiln-e2e-ok"})
     CHECK_MESSAGE(has(out, s), "missing '" << s << "' in:\n" << out);
   for (int i = 0; i < 4; ++i) {
@@ -229,7 +248,7 @@ TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against mo
   CHECK(rt.requests == 1);
   CHECK_MESSAGE(rt.problems.empty(), rt.problems.size() << " problems, first: " << (rt.problems.empty() ? "" : rt.problems[0]));
   CHECK_FALSE(has(out, MotoServer::get().secret));
-  expect_cleaned_up("kiln-e2e-ok");
+  expect_cleaned_up("kiln-e2e-ok", out);
 
   ClientConfig cfg;
   cfg.region = "us-east-1";
@@ -253,7 +272,7 @@ TEST_CASE("kiln sagemaker run deletes the endpoint when predict fails") {
   CHECK_MESSAGE(has(out, "ModelError"), out);
   CHECK_MESSAGE(has(out, "deleted endpoint kiln-e2e-fail"), out);
   CHECK(rt.requests == 1);  // a 4xx is not retried
-  expect_cleaned_up("kiln-e2e-fail");
+  expect_cleaned_up("kiln-e2e-fail", out);
 }
 
 TEST_CASE("kiln sagemaker run deletes the endpoint after Ctrl-C") {
@@ -267,7 +286,7 @@ TEST_CASE("kiln sagemaker run deletes the endpoint after Ctrl-C") {
   CHECK_MESSAGE(rc == 130, out);
   CHECK_MESSAGE(has(out, "interrupted"), out);
   CHECK_MESSAGE(has(out, "deleted endpoint kiln-e2e-int"), out);
-  expect_cleaned_up("kiln-e2e-int");
+  expect_cleaned_up("kiln-e2e-int", out);
 }
 
 TEST_CASE("kiln sagemaker run --dry-run prints every request, secrets masked, and sends nothing") {
@@ -279,7 +298,7 @@ TEST_CASE("kiln sagemaker run --dry-run prints every request, secrets masked, an
   CHECK_MESSAGE(run_kiln({"sagemaker", "run", "--dry-run", "--job-name", "kiln-e2e-dry", "--data-dir",
                           data.dir.path().string(), "--spot", "false"}, out) == 0, out);
   for (const char* s : {"X-Amz-Target: SageMaker.CreateTrainingJob", "X-Amz-Target: SageMaker.CreateEndpoint",
-                        "X-Amz-Target: SageMaker.DeleteEndpoint", "/endpoints/kiln-e2e-dry/invocations",
+                        "X-Amz-Target: SageMaker.DeleteEndpoint", "/endpoints/kiln-e2e-dry-e-",
                         "\"EnableManagedSpotTraining\":false", "Signature=****", "\"Name\":\"val_acc\"",
                         "\"Regex\":\"test_loss=([0-9.eE+-]+)\""})
     CHECK_MESSAGE(has(out, s), "missing '" << s << "' in:\n" << out);
@@ -369,7 +388,9 @@ struct FakeTrainingJob {
   std::vector<std::string> problems;
   std::string job;
   bool write_logs;
-  explicit FakeTrainingJob(std::string name, bool logs = true) : job(std::move(name)), write_logs(logs) {
+  std::vector<int> fail_polls;  // these DescribeTrainingJob calls answer HTTP 500
+  explicit FakeTrainingJob(std::string name, bool logs = true, std::vector<int> fails = {})
+      : job(std::move(name)), write_logs(logs), fail_polls(std::move(fails)) {
     s.svr.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
       std::string target = req.get_header_value("X-Amz-Target");
       if (req.get_header_value("Authorization").find("/us-east-1/sagemaker/aws4_request") == std::string::npos) {
@@ -381,6 +402,11 @@ struct FakeTrainingJob {
         a = {{"TrainingJobArn", "arn:aws:sagemaker:us-east-1:777788889999:training-job/" + job}};
       } else if (target == "SageMaker.DescribeTrainingJob") {
         int n = ++describes;
+        if (std::find(fail_polls.begin(), fail_polls.end(), n) != fail_polls.end()) {
+          res.status = 500;
+          res.set_content("{\"__type\":\"InternalFailure\",\"message\":\"stand-in failure\"}", "application/x-amz-json-1.1");
+          return;
+        }
         if (write_logs) {
           ClientConfig cfg;
           cfg.region = "us-east-1";
@@ -464,4 +490,61 @@ TEST_CASE("kiln sagemaker train: unreadable logs give one warning and the wait g
   CHECK_FALSE(has(out, "container line"));
   CHECK_MESSAGE(has(out, "training job " + job + ": Completed"), out);
   CHECK_MESSAGE(has(out, "Billable seconds: 400"), out);
+}
+
+// ---- transient poll failures, attach, fresh names (issue 8)
+
+TEST_CASE("kiln sagemaker train: failed DescribeTrainingJob polls give one warning and the wait goes on") {
+  const std::string job = "kiln-poll-fail";
+  FakeTrainingJob sm(job, false, {2, 3});  // polls 2 and 3 fail (HTTP 500), 1 InProgress, 4 Completed
+  ScopedEnv env;
+  moto_env(env);
+  env.set("AWS_ENDPOINT_URL_SAGEMAKER", sm.s.url());
+  env.set("AWS_MAX_ATTEMPTS", "1");  // the client's own retries would hide the failures
+  std::string out;
+  int rc = run_kiln({"sagemaker", "train", "--job-name", job, "--poll-seconds", "0.05", "--role-arn",
+                     "arn:aws:iam::777788889999:role/KilnLogsRole", "--image", "img:1"}, out);
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK(sm.describes == 4);
+  CHECK_MESSAGE(has_once(out, "warning: training job " + job + ": DescribeTrainingJob failed"), out);
+  CHECK_MESSAGE(has(out, "InternalFailure"), out);
+  CHECK_MESSAGE(has(out, "training job " + job + ": Completed"), out);
+  CHECK_MESSAGE(has(out, "Billable seconds: 400"), out);
+}
+
+TEST_CASE("kiln sagemaker attach follows a job's logs and times; attach --deploy twice gets fresh names (moto)") {
+  {
+    const std::string job = "kiln-attach-logs";
+    FakeTrainingJob sm(job);
+    ScopedEnv env;
+    moto_env(env);
+    env.set("AWS_ENDPOINT_URL_SAGEMAKER", sm.s.url());
+    std::string out;
+    int rc = run_kiln({"sagemaker", "attach", "--job-name", job, "--poll-seconds", "0.05"}, out);
+    CHECK_MESSAGE(rc == 0, out);
+    for (const char* l : {"attached to training job kiln-attach-logs", "container line 2\n", "container last line\n",
+                          "Training seconds: 1200\n", "Billable seconds: 400\n"})
+      CHECK_MESSAGE(has_once(out, l), "'" << l << "' not printed exactly once in:\n" << out);
+  }
+  SynthData data;
+  FakeRuntime rt(data, "ok");
+  ScopedEnv env;
+  sagemaker_env(env, rt);
+  std::string out;
+  REQUIRE(run_kiln({"s3", "mb", "s3://kiln-e2e"}, out) == 0);
+  const std::string job = "kiln-attach-dep";
+  REQUIRE_MESSAGE(run_kiln({"sagemaker", "train", "--no-wait", "--job-name", job}, out) == 0, out);
+  std::vector<std::string> endpoints;
+  for (int i = 0; i < 2; ++i) {
+    int rc = run_kiln({"sagemaker", "attach", "--job-name", job, "--deploy", "--poll-seconds", "0.05", "--data-dir",
+                       data.dir.path().string()}, out);
+    CHECK_MESSAGE(rc == 0, out);
+    CHECK_MESSAGE(has(out, "training job " + job + ": Completed"), out);
+    CHECK_MESSAGE(has(out, "image 3: predicted"), out);
+    expect_cleaned_up(job, out);
+    endpoints.push_back(job + name_after(out, "created endpoint " + job));
+    CHECK(endpoints.back().size() <= 63);
+  }
+  CHECK(endpoints[0] != endpoints[1]);
+  CHECK(rt.requests == 2);
 }
