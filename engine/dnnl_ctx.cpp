@@ -13,7 +13,7 @@ namespace kiln {
 namespace {
 
 struct Stats {
-  std::atomic<int64_t> reorders{0}, created{0}, refs{0};
+  std::atomic<int64_t> reorders{0}, created{0}, refs{0}, small_convs{0};
   std::mutex mu;
   std::vector<std::string> impls;
 };
@@ -44,6 +44,7 @@ void note_primitive(const char* op, const dnnl::primitive_desc_base& pd) {
 }
 
 void count_reorder() { stats().reorders++; }
+void count_small_conv() { stats().small_convs++; }
 
 void run_reorder(const dnnl::memory& src, const dnnl::memory& dst) {
   static std::mutex mu;
@@ -77,13 +78,14 @@ CacheKey& CacheKey::add(const dnnl::memory::desc& md) {
 
 EngineStats engine_stats() {
   Stats& s = stats();
-  return {s.reorders.load(), s.created.load(), s.refs.load()};
+  return {s.reorders.load(), s.created.load(), s.refs.load(), s.small_convs.load()};
 }
 
 void reset_engine_stats() {
   Stats& s = stats();
   s.reorders = 0;
   s.created = 0;
+  s.small_convs = 0;
   s.refs = 0;  // impl names are kept: primitives are cached and never noted twice
 }
 

@@ -16,6 +16,7 @@ dnnl::stream& cpu_stream();  // one per thread
 // counts impl names starting with "ref" (the slow reference implementations).
 void note_primitive(const char* op, const dnnl::primitive_desc_base& pd);
 void count_reorder();  // a reorder that happened inside an op (the fast path has none)
+void count_small_conv();  // a conv2d on the small-map path (engine/ops_conv.cpp)
 // Runs a cached reorder primitive src -> dst (does not count; callers decide).
 void run_reorder(const dnnl::memory& src, const dnnl::memory& dst);
 

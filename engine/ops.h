@@ -10,7 +10,10 @@
 
 namespace kiln::ops {
 
-// x (N,IC,H,W), weight (OC,IC,KH,KW), bias (OC) or an undefined Tensor -> (N,OC,OH,OW)
+// x (N,IC,H,W), weight (OC,IC,KH,KW), bias (OC) or an undefined Tensor -> (N,OC,OH,OW).
+// On maps so small that every input position reaches every output position (ResNets' 1x1 and
+// 2x2 maps at 32x32 inputs) it runs as one matrix product that skips the zero padding
+// (engine/ops_conv.cpp); elsewhere oneDNN's convolution.
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding);
 
@@ -37,5 +40,12 @@ Tensor add(const Tensor& a, const Tensor& b, bool fuse_relu = false);
 Tensor log_softmax(const Tensor& logits);
 // log_probs (N,K), labels: N values in [0,K) -> scalar: mean over N of -log_probs[n, label[n]]
 Tensor nll_loss(const Tensor& log_probs, const int64_t* labels);
+
+// Which convolution path conv2d takes: automatic (small maps skip padding) or padded (always
+// oneDNN's convolution). Starts from KILN_CONV (auto | padded); not thread-safe to change
+// while ops run.
+enum class ConvPath { automatic, padded };
+void set_conv_path(ConvPath path);
+ConvPath conv_path();
 
 }  // namespace kiln::ops

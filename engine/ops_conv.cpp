@@ -3,6 +3,20 @@
 // `any`: the convolution picks its blocked layouts, the weight parameter is moved into that
 // layout once (relayout) and stays there, and activations flow on in the layout it produced.
 // diff_weights is written straight into the parameter's gradient (same layout as the weight).
+//
+// Small maps (kiln's own path): when the map is so small that every input position reaches
+// every output position through some tap (ResNet34 at 32x32: layer3's 2x2 maps, layer4's 1x1
+// maps and the stride-2 conv between them), the convolution is exactly a matrix product
+// Y(N x OC*OH*OW) = X(N x IC*H*W) * M, where M holds the weight taps that join each input
+// position to each output position, and the taps that fall in padding are never multiplied.
+// On a 1x1 map a 3x3 conv is a GEMM with the centre tap (1/9 of the padded work), on a 2x2 map
+// 4/9. Rows and columns of M follow the activations' own layout (nchw, nhwc, nChw8c, nChw16c),
+// so nothing is reordered; the weight stays plain OIhw. Backward: dX = dY * M^T, dM = X^T * dY,
+// and dW gathers dM's entries per tap (taps that never touch data get exactly zero, as in
+// PyTorch). KILN_CONV=padded (or set_conv_path) forces oneDNN's padded convolution everywhere.
+#include <omp.h>
+
+#include <cstdlib>
 #include <map>
 #include <mutex>
 
@@ -35,10 +49,210 @@ struct ConvPrims {
   bool bwd_weights_ready = false;
 };
 
+Tensor in_layout(const Tensor& t, const memory::desc& md);
+
+// --- the small-map path ---
+struct SmallConvPlan {
+  int64_t N = 0, IC = 0, OC = 0, H = 0, W = 0, OH = 0, OW = 0, K = 0;
+  int64_t rows = 0, cols = 0;    // IC*H*W, OC*OH*OW
+  std::vector<int64_t> in_off;   // (ci*H + h)*W + w -> offset within a sample (src layout)
+  std::vector<int64_t> out_off;  // (co*OH + oh)*OW + ow -> offset within a sample (dst layout)
+  // For each (input position, output position) pair, the tap kh*K+kw that joins them.
+  std::vector<int32_t> tap;      // [(h*W + w) * OH*OW + oh*OW + ow]
+  memory::desc src_md, dst_md;
+};
+
 struct ConvSaved {
   std::shared_ptr<ConvPrims> prims;
-  Tensor src;  // x in the forward primitive's src layout
+  std::shared_ptr<SmallConvPlan> small;  // set when the small-map path ran
+  Tensor src;  // x in the forward primitive's src layout (small path: x itself)
+  Tensor m;    // small path: the matrix the forward multiplied by
 };
+
+ConvPath initial_conv_path() {
+  const char* e = std::getenv("KILN_CONV");
+  if (!e || !*e || std::string(e) == "auto") return ConvPath::automatic;
+  if (std::string(e) == "padded") return ConvPath::padded;
+  fail("KILN_CONV", "auto or padded", std::string("'") + e + "'");
+}
+ConvPath g_conv_path = initial_conv_path();
+
+// Offsets of (c, h, w) within one sample for the layouts activations come in; 0 = other.
+int layout_block(const memory::desc& md, const memory::dims& d, bool* nhwc) {
+  *nhwc = false;
+  if (md == memory::desc(d, f32, tag::nchw)) return 1;
+  if (md == memory::desc(d, f32, tag::nChw16c)) return 16;
+  if (md == memory::desc(d, f32, tag::nChw8c)) return 8;
+  if (md == memory::desc(d, f32, tag::nhwc)) {
+    *nhwc = true;
+    return 1;
+  }
+  return 0;
+}
+
+memory::format_tag tag_of(int block, bool nhwc) {
+  return nhwc ? tag::nhwc : block == 16 ? tag::nChw16c : block == 8 ? tag::nChw8c : tag::nchw;
+}
+
+int64_t sample_offset(int block, bool nhwc, int64_t C, int64_t H, int64_t W, int64_t c, int64_t h, int64_t w) {
+  if (nhwc) return (h * W + w) * C + c;
+  if (block == 1) return (c * H + h) * W + w;
+  return ((c / block) * H * W + h * W + w) * block + c % block;
+}
+
+// The plan when the small-map path applies to this call, else nullptr (oneDNN's path runs).
+std::shared_ptr<SmallConvPlan> small_plan(const Tensor& x, const Tensor& w, bool has_bias, int64_t stride,
+                                          int64_t padding) {
+  if (g_conv_path == ConvPath::padded || has_bias) return nullptr;
+  const int64_t N = x.dim(0), IC = x.dim(1), H = x.dim(2), W = x.dim(3), OC = w.dim(0), K = w.dim(2);
+  if (K < 2 || H * W > 4) return nullptr;
+  const int64_t OH = (H + 2 * padding - K) / stride + 1, OW = (W + 2 * padding - K) / stride + 1;
+  if (OH * OW > 4) return nullptr;
+  // Every pair joined by a tap, or the matrix would multiply zeros again.
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t oh = 0; oh < OH; ++oh) {
+      int64_t kh = h - oh * stride + padding;
+      if (kh < 0 || kh >= K) return nullptr;
+    }
+  for (int64_t ww = 0; ww < W; ++ww)
+    for (int64_t ow = 0; ow < OW; ++ow) {
+      int64_t kw = ww - ow * stride + padding;
+      if (kw < 0 || kw >= K) return nullptr;
+    }
+  const memory::desc& xmd = x.impl()->md;
+  bool nhwc = false;
+  const int block = layout_block(xmd, {N, IC, H, W}, &nhwc);
+  if (block == 0 || IC % block != 0 || OC % block != 0) return nullptr;
+  // The weight must be (or may become) plain OIhw.
+  if (!w.is_plain() && w.impl()->layout_locked) return nullptr;
+
+  static std::mutex mu;
+  static auto* cache = new std::map<std::string, std::shared_ptr<SmallConvPlan>>;
+  CacheKey key;
+  key.add(xmd);
+  for (int64_t d : w.shape()) key.add(d);
+  key.add(stride).add(padding);
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = cache->find(key.bytes);
+  if (it != cache->end()) return it->second;
+  auto p = std::make_shared<SmallConvPlan>();
+  p->N = N, p->IC = IC, p->OC = OC, p->H = H, p->W = W, p->OH = OH, p->OW = OW, p->K = K;
+  p->rows = IC * H * W;
+  p->cols = OC * OH * OW;
+  p->in_off.resize(static_cast<size_t>(p->rows));
+  p->out_off.resize(static_cast<size_t>(p->cols));
+  for (int64_t c = 0; c < IC; ++c)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t ww = 0; ww < W; ++ww)
+        p->in_off[static_cast<size_t>((c * H + h) * W + ww)] = sample_offset(block, nhwc, IC, H, W, c, h, ww);
+  for (int64_t c = 0; c < OC; ++c)
+    for (int64_t h = 0; h < OH; ++h)
+      for (int64_t ww = 0; ww < OW; ++ww)
+        p->out_off[static_cast<size_t>((c * OH + h) * OW + ww)] = sample_offset(block, nhwc, OC, OH, OW, c, h, ww);
+  p->tap.resize(static_cast<size_t>(H * W * OH * OW));
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t ww = 0; ww < W; ++ww)
+      for (int64_t oh = 0; oh < OH; ++oh)
+        for (int64_t ow = 0; ow < OW; ++ow)
+          p->tap[static_cast<size_t>((h * W + ww) * OH * OW + oh * OW + ow)] =
+              static_cast<int32_t>((h - oh * stride + padding) * K + (ww - ow * stride + padding));
+  p->src_md = xmd;
+  p->dst_md = memory::desc({N, OC, OH, OW}, f32, tag_of(block, nhwc));
+  cache->emplace(key.bytes, p);
+  return p;
+}
+
+void sgemm_checked(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
+                   int64_t ldb, float* c, int64_t ldc) {
+  dnnl::status st = dnnl::sgemm(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, 0.0f, c, ldc);
+  KILN_ASSERT(st == dnnl::status::success, "dnnl::sgemm failed");
+}
+
+// M[in_off(ci,h,w), out_off(co,oh,ow)] = W[co, ci, tap(h,w,oh,ow)], from plain OIhw weights.
+Tensor build_m(const SmallConvPlan& p, const float* wt) {
+  Tensor m = make_tensor({p.rows, p.cols}, plain_md({p.rows, p.cols}), "conv.small.m");
+  float* M = m.impl()->data;
+  const int64_t KK = p.K * p.K, HW = p.H * p.W, OHW = p.OH * p.OW;
+#pragma omp parallel for schedule(static)
+  for (int64_t ci = 0; ci < p.IC; ++ci)
+    for (int64_t hw = 0; hw < HW; ++hw) {
+      float* row = M + p.in_off[static_cast<size_t>(ci * HW + hw)] * p.cols;
+      for (int64_t co = 0; co < p.OC; ++co) {
+        const float* wk = wt + (co * p.IC + ci) * KK;
+        for (int64_t o = 0; o < OHW; ++o)
+          row[p.out_off[static_cast<size_t>(co * OHW + o)]] = wk[p.tap[static_cast<size_t>(hw * OHW + o)]];
+      }
+    }
+  return m;
+}
+
+// Plain weights for the small path: the parameter itself (moved to plain once, while it may
+// still choose its layout), or its cached plain copy.
+Tensor plain_weight(const Tensor& weight) {
+  if (weight.is_plain()) return weight;
+  if (!weight.impl()->layout_locked) {
+    relayout(weight, plain_md(weight.shape()));
+    return weight;
+  }
+  return cached_layout(weight, plain_md(weight.shape()));
+}
+
+Tensor small_conv_forward(const Tensor& x, const Tensor& weight, const Tensor& bias, std::shared_ptr<SmallConvPlan> p,
+                          bool record) {
+  count_small_conv();
+  Tensor w = plain_weight(weight);
+  Tensor m = build_m(*p, w.impl()->data);
+  Tensor dst = make_tensor({p->N, p->OC, p->OH, p->OW}, p->dst_md, weight.name() + ".out");
+  sgemm_checked('N', 'N', p->N, p->cols, p->rows, x.impl()->data, p->rows, m.impl()->data, p->cols, dst.impl()->data,
+                p->cols);
+  if (record) {
+    auto saved = std::make_shared<ConvSaved>();
+    saved->small = std::move(p);
+    saved->src = x;
+    saved->m = m;
+    autograd::record(autograd::OpKind::conv2d, {x, weight, bias}, dst, saved);
+  }
+  return dst;
+}
+
+void small_conv_backward(autograd::Node& node, ConvSaved& saved) {
+  const SmallConvPlan& p = *saved.small;
+  const Tensor& x = node.inputs[0];
+  const Tensor& weight = node.inputs[1];
+  Tensor dy = in_layout(node.output.grad(), p.dst_md);
+  using detail::wants_grad;
+  if (wants_grad(x)) {
+    auto sink = autograd::grad_sink(x, p.src_md);
+    sgemm_checked('N', 'T', p.N, p.rows, p.cols, dy.impl()->data, p.cols, saved.m.impl()->data, p.cols,
+                  sink.target.impl()->data, p.rows);
+    autograd::finish_grad(x, sink);
+  }
+  if (wants_grad(weight)) {
+    Tensor dm = make_tensor({p.rows, p.cols}, plain_md({p.rows, p.cols}), "conv.small.dm");
+    sgemm_checked('T', 'N', p.rows, p.cols, p.N, saved.src.impl()->data, p.rows, dy.impl()->data, p.cols,
+                  dm.impl()->data, p.cols);
+    // dW[co, ci, tap] = sum of dM over the pairs that tap joins; taps joining none stay 0.
+    auto sink = autograd::grad_sink(weight, weight.impl()->md);
+    KILN_ASSERT(is_plain_md(sink.target.impl()->md, weight.shape()), "small conv: weight gradient must be plain");
+    float* dw = sink.target.impl()->data;
+    const float* DM = dm.impl()->data;
+    const int64_t KK = p.K * p.K, HW = p.H * p.W, OHW = p.OH * p.OW;
+#pragma omp parallel for schedule(static)
+    for (int64_t co = 0; co < p.OC; ++co)
+      for (int64_t ci = 0; ci < p.IC; ++ci) {
+        float acc[64] = {};
+        KILN_ASSERT(KK <= 64, "small conv kernel too large");
+        for (int64_t hw = 0; hw < HW; ++hw) {
+          const float* row = DM + p.in_off[static_cast<size_t>(ci * HW + hw)] * p.cols;
+          for (int64_t o = 0; o < OHW; ++o)
+            acc[p.tap[static_cast<size_t>(hw * OHW + o)]] += row[p.out_off[static_cast<size_t>(co * OHW + o)]];
+        }
+        float* out = dw + (co * p.IC + ci) * KK;
+        for (int64_t k = 0; k < KK; ++k) out[k] = acc[k];
+      }
+    autograd::finish_grad(weight, sink);
+  }
+}
 
 std::shared_ptr<ConvPrims> get_prims(const Tensor& x, const Tensor& w, bool has_bias,
                                      int64_t stride, int64_t padding, bool training) {
@@ -151,6 +365,9 @@ Tensor in_layout(const Tensor& t, const memory::desc& md) {
 
 }  // namespace
 
+void set_conv_path(ConvPath path) { g_conv_path = path; }
+ConvPath conv_path() { return g_conv_path; }
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding) {
   detail::check_4d("conv2d", x);
@@ -167,6 +384,8 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   if (has_bias) KILN_ASSERT(bias.numel() == weight.dim(0) && bias.is_plain(), "conv2d bias");
 
   bool record = autograd::should_record({&x, &weight, &bias});
+  if (auto small = small_plan(x, weight, has_bias, stride, padding))
+    return small_conv_forward(x, weight, bias, std::move(small), record);
   auto prims = get_prims(x, weight, has_bias, stride, padding, record);
   const auto& pd = prims->fwd_pd;
 
@@ -199,6 +418,7 @@ namespace detail {
 
 void conv2d_backward(autograd::Node& node) {
   auto& saved = *static_cast<ConvSaved*>(node.saved.get());
+  if (saved.small) return small_conv_backward(node, saved);
   ConvPrims& p = *saved.prims;
   const Tensor& x = node.inputs[0];
   const Tensor& weight = node.inputs[1];

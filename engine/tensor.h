@@ -83,6 +83,7 @@ struct EngineStats {
   int64_t reorders = 0;             // reorders done inside ops (not import/export/to_plain)
   int64_t primitives_created = 0;   // oneDNN primitives built (cache misses)
   int64_t ref_impls = 0;            // primitives whose implementation name starts with "ref"
+  int64_t small_convs = 0;          // conv2d calls on the small-map path (padding skipped)
 };
 EngineStats engine_stats();
 void reset_engine_stats();

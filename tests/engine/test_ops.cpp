@@ -11,6 +11,12 @@
 #include "engine/ops.h"
 #include "op_harness.h"
 
+#include <random>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "engine/tensor_impl.h"
+
 using namespace kiln;
 using namespace kiln::test;
 
@@ -120,6 +126,11 @@ std::vector<OpCase> all_cases() {
            {{2, 16, 8, 8}, {32, 16, 1, 1}, 2, 0, false, true},  // downsample 1x1 stride 2
            {{2, 32, 4, 4}, {64, 32, 1, 1}, 1, 0, true, true},   // bottleneck 1x1
            {{2, 16, 1, 1}, {16, 16, 3, 3}, 1, 1, false, true},  // layer4 at 32x32: 1x1 maps
+           // The small-map path (every input position reaches every output position):
+           {{2, 16, 2, 2}, {32, 16, 3, 3}, 1, 1, false, true},  // layer3 at 32x32: 2x2 maps
+           {{2, 16, 2, 2}, {16, 16, 3, 3}, 1, 1, false, false}, //   the same on plain NCHW
+           {{2, 16, 2, 2}, {32, 16, 3, 3}, 2, 1, false, true},  // layer4.0.conv1: 2x2 -> 1x1
+           {{2, 8, 1, 1}, {16, 8, 3, 3}, 1, 1, false, false},   // 1x1 map, plain
        }) {
     OpCase c;
     c.name = "conv2d x" + std::to_string(cs.x[1]) + "x" + std::to_string(cs.x[2]) + " k" +
@@ -338,4 +349,81 @@ TEST_CASE("ops report shape errors clearly") {
   Tensor lp = Tensor::zeros({2, 5}, "log_probs");
   CHECK_THROWS_WITH_AS(ops::nll_loss(lp, bad.data()), doctest::Contains("[0, 5)"), kiln::Error);
   CHECK_THROWS_AS(parse_isa("sse9"), kiln::Error);
+}
+
+namespace {
+
+struct ConvRun {
+  std::vector<float> y, dx, dw;
+  int64_t small = 0;
+};
+
+ConvRun run_conv(ops::ConvPath path, const Shape& xs, const Shape& ws, int64_t s, int64_t p,
+                 dnnl::memory::format_tag tag, const std::vector<float>& xv, const std::vector<float>& wv,
+                 const std::vector<float>& rv) {
+  ops::set_conv_path(path);
+  Tensor x = Tensor::from_plain(xs, xv.data(), "x");
+  x = reordered(x, dnnl::memory::desc(to_dims(xs), dnnl::memory::data_type::f32, tag));
+  x.set_requires_grad(true);
+  Tensor w = Tensor::from_plain(ws, wv.data(), "w");
+  w.set_requires_grad(true);
+  reset_engine_stats();
+  Tensor y = ops::conv2d(x, w, Tensor(), s, p);
+  ConvRun r;
+  r.small = engine_stats().small_convs;
+  r.y = y.to_plain_vector();
+  y.backward(Tensor::from_plain(y.shape(), rv.data(), "R"));
+  r.dx = x.grad().to_plain_vector();
+  r.dw = w.grad().to_plain_vector();
+  ops::set_conv_path(ops::ConvPath::automatic);
+  return r;
+}
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::max(worst, std::abs(double(a[i]) - double(b[i])));
+    scale = std::max(scale, std::abs(double(b[i])));
+  }
+  return worst / (scale + 1e-30);
+}
+
+}  // namespace
+
+TEST_CASE("small-map convolutions match oneDNN's padded ones: forward, backward-data, backward-weights") {
+  using tag = dnnl::memory::format_tag;
+  struct Case { Shape x, w; int64_t s, p; tag t; };
+  const std::vector<Case> cases = {
+      {{16, 64, 2, 2}, {64, 64, 3, 3}, 1, 1, tag::nChw16c},   // layer3-like
+      {{16, 64, 1, 1}, {128, 64, 3, 3}, 1, 1, tag::nChw16c},  // layer4-like
+      {{16, 64, 2, 2}, {128, 64, 3, 3}, 2, 1, tag::nChw8c},   // the stride-2 conv between them (AVX2 layout)
+      {{5, 16, 2, 2}, {32, 16, 3, 3}, 1, 1, tag::nchw},
+      {{5, 16, 2, 2}, {32, 16, 3, 3}, 1, 1, tag::nhwc},
+      {{1, 32, 1, 1}, {32, 32, 3, 3}, 1, 1, tag::nChw16c},    // batch 1 (serving)
+  };
+  std::mt19937 gen(7);
+  std::uniform_real_distribution<float> uni(-1, 1);
+  for (const Case& c : cases) {
+    CAPTURE(c.x[1]);
+    CAPTURE(c.x[2]);
+    CAPTURE(c.s);
+    CAPTURE(static_cast<int>(c.t));
+    Shape ys = {c.x[0], c.w[0], (c.x[2] + 2 * c.p - 3) / c.s + 1, (c.x[3] + 2 * c.p - 3) / c.s + 1};
+    std::vector<float> xv(static_cast<size_t>(numel(c.x))), wv(static_cast<size_t>(numel(c.w))),
+        rv(static_cast<size_t>(numel(ys)));
+    for (auto* v : {&xv, &wv, &rv})
+      for (float& f : *v) f = uni(gen);
+    ConvRun small = run_conv(ops::ConvPath::automatic, c.x, c.w, c.s, c.p, c.t, xv, wv, rv);
+    ConvRun padded = run_conv(ops::ConvPath::padded, c.x, c.w, c.s, c.p, c.t, xv, wv, rv);
+    CHECK(small.small == 1);   // the automatic path took the small-map route
+    CHECK(padded.small == 0);  // KILN_CONV=padded's switch really switches
+    CHECK(rel_err(small.y, padded.y) < 1e-5);
+    CHECK(rel_err(small.dx, padded.dx) < 1e-5);
+    CHECK(rel_err(small.dw, padded.dw) < 1e-5);
+    if (c.x[2] == 1) {
+      // On a 1x1 map only the centre tap touches data: every other tap's gradient is exactly 0.
+      for (size_t i = 0; i < small.dw.size(); ++i)
+        if (i % 9 != 4) REQUIRE(small.dw[i] == 0.0f);
+    }
+  }
 }
