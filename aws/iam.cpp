@@ -228,8 +228,10 @@ std::optional<RoleInfo> IamClient::find_role(const std::string& role_name) {
 
 RoleInfo IamClient::create_role(const std::string& role_name, const std::string& trust_policy,
                                 const std::string& description) {
-  XmlNode x = call("CreateRole", {{"RoleName", role_name}, {"AssumeRolePolicyDocument", trust_policy},
-                                  {"Description", description}});
+  std::vector<std::pair<std::string, std::string>> params = {{"RoleName", role_name},
+                                                              {"AssumeRolePolicyDocument", trust_policy}};
+  if (!description.empty()) params.emplace_back("Description", description);
+  XmlNode x = call("CreateRole", params);
   RoleInfo info;
   info.name = role_name;
   info.assume_role_policy = trust_policy;
@@ -250,7 +252,7 @@ RoleInfo IamClient::ensure_sagemaker_role(const std::string& role_name,
     log("role " + role_name + " exists (" + role->arn + ")");
   } else {
     try {
-      role = create_role(role_name, sagemaker_trust_policy(), "SageMaker execution role for kiln (kiln sagemaker setup-role)");
+      role = create_role(role_name, sagemaker_trust_policy(), "");
       log("created role " + role_name + " (" + role->arn + ") trusting sagemaker.amazonaws.com");
     } catch (const AwsError& e) {
       if (e.code() != "EntityAlreadyExists") throw;  // created concurrently, or a lost answer retried

@@ -78,6 +78,7 @@ class MotoServer {
         dup2(fd, 2);
       }
       setenv("INITIAL_NO_AUTH_ACTION_COUNT", "3", 1);
+      setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true", 1);  // AWS managed policies for setup-role
       std::string p = std::to_string(port);
       execlp("moto_server", "moto_server", "-H", "127.0.0.1", "-p", p.c_str(), static_cast<char*>(nullptr));
       _exit(127);

@@ -548,3 +548,21 @@ TEST_CASE("kiln sagemaker attach follows a job's logs and times; attach --deploy
   CHECK(endpoints[0] != endpoints[1]);
   CHECK(rt.requests == 2);
 }
+
+TEST_CASE("kiln sagemaker setup-role creates the role with SageMaker's trust and policies, idempotently (moto)") {
+  ScopedEnv env;
+  moto_env(env);
+  std::string out;
+  int rc = run_kiln({"sagemaker", "setup-role", "--role-name", "KilnSetupRole"}, out);
+  CHECK_MESSAGE(rc == 0, out);
+  for (const char* l : {"created role KilnSetupRole", "attached arn:aws:iam::aws:policy/AmazonSageMakerFullAccess",
+                        "attached arn:aws:iam::aws:policy/AmazonS3FullAccess", "[ ok ] role arn:aws:iam::123456789012:role/KilnSetupRole can be assumed by SageMaker",
+                        "[ ok ] role has S3 access", "role ARN: arn:aws:iam::123456789012:role/KilnSetupRole"})
+    CHECK_MESSAGE(has(out, l), "missing '" << l << "' in:\n" << out);
+  rc = run_kiln({"sagemaker", "setup-role", "--role-name", "KilnSetupRole"}, out);  // again: nothing new
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK_MESSAGE(has(out, "role KilnSetupRole exists"), out);
+  CHECK_MESSAGE(has(out, "AmazonS3FullAccess already attached"), out);
+  CHECK_FALSE(has(out, "created role"));
+  CHECK_FALSE(has(out, "attached arn:"));
+}
