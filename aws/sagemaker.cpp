@@ -408,6 +408,7 @@ std::string SageMakerClient::delete_endpoint_waiting(const std::string& name, co
   auto deadline = std::chrono::steady_clock::now() + p.timeout;
   auto delay = p.initial;
   std::string last, said;
+  int settled_refusal = 0;
   for (;;) {
     try {
       delete_endpoint(name);
@@ -416,7 +417,9 @@ std::string SageMakerClient::delete_endpoint_waiting(const std::string& name, co
       if (is_not_found(e)) return "";
       last = e.what();
       if (!is_transient_failure(e)) {
-        // Refused: wait only while the endpoint is in a state that refuses deletion.
+        // Refused: wait only while the endpoint is in a state that refuses deletion (SageMaker
+        // answers ValidationException then); AccessDenied and the like are final.
+        if (e.code() != "ValidationException") return last;
         std::string st;
         try {
           st = describe_endpoint(name).value("EndpointStatus", "");
@@ -426,11 +429,13 @@ std::string SageMakerClient::delete_endpoint_waiting(const std::string& name, co
         } catch (const TransportError&) {
         }
         if (st == "Deleting") return "";
-        if (!st.empty() && st != "Creating" && st != "Updating" && st != "SystemUpdating" && st != "RollingBack")
-          return last + " (endpoint status " + st + ")";
+        bool busy = st.empty() || st == "Creating" || st == "Updating" || st == "SystemUpdating" || st == "RollingBack";
+        // A refusal in a settled state is final, unless the endpoint was busy just before (it
+        // may have settled between the refusal and the describe): then once more.
+        if (!busy && (settled_refusal++ > 0 || said.empty())) return last + " (endpoint status " + st + ")";
         if (!st.empty()) last += " (endpoint status " + st + ")";
-        if (on_event && said != st) on_event("endpoint " + name + " is " + st + ": DeleteEndpoint refused; retrying");
-        said = st;
+        if (on_event && said != st && busy) on_event("endpoint " + name + " is " + st + ": DeleteEndpoint refused; retrying");
+        if (busy) said = st;
       }
     } catch (const TransportError& e) {
       last = e.what();

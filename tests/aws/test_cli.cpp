@@ -566,3 +566,68 @@ TEST_CASE("kiln sagemaker setup-role creates the role with SageMaker's trust and
   CHECK_FALSE(has(out, "created role"));
   CHECK_FALSE(has(out, "attached arn:"));
 }
+
+// SageMaker stand-in for deploy: the endpoint stays Creating; at the second DescribeEndpoint the
+// user presses Ctrl-C. DeleteEndpoint is refused while Creating (twice, then the endpoint is
+// InService and deletion is accepted), or always refused with AccessDenied ("deny").
+struct FakeCreatingEndpoint {
+  kiln_test::LocalServer s;
+  std::atomic<int> describes{0}, delete_refusals{0}, delete_accepted{0}, config_deleted{0}, model_deleted{0};
+  std::atomic<pid_t> pid{0};
+  bool deny;
+  explicit FakeCreatingEndpoint(bool deny_delete) : deny(deny_delete) {
+    s.svr.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
+      std::string t = req.get_header_value("X-Amz-Target");
+      nlohmann::json a = nlohmann::json::object();
+      auto refuse = [&](const char* code, const char* msg) {
+        res.status = 400;
+        a = {{"__type", code}, {"message", msg}};
+      };
+      if (t == "SageMaker.DescribeEndpoint") {
+        if (++describes == 2) kill(pid.load(), SIGINT);
+        a = {{"EndpointStatus", delete_refusals >= 2 ? "InService" : "Creating"}, {"EndpointConfigName", "x"}};
+      } else if (t == "SageMaker.DeleteEndpoint") {
+        if (deny) refuse("AccessDenied", "not allowed: sagemaker:DeleteEndpoint");
+        else if (delete_refusals < 2 && ++delete_refusals) refuse("ValidationException", "Cannot delete in-progress endpoint");
+        else ++delete_accepted;
+      } else if (t == "SageMaker.DeleteEndpointConfig") {
+        ++config_deleted;
+      } else if (t == "SageMaker.DeleteModel") {
+        ++model_deleted;
+      }
+      res.set_content(a.dump(), "application/x-amz-json-1.1");
+    });
+    s.start();
+  }
+};
+
+TEST_CASE("kiln sagemaker deploy: Ctrl-C while the endpoint is Creating deletes it (waiting until DeleteEndpoint is accepted), or says loudly what is left") {
+  for (bool deny : {false, true}) {
+    CAPTURE(deny);
+    FakeCreatingEndpoint sm(deny);
+    ScopedEnv env;
+    moto_env(env);
+    env.set("AWS_ENDPOINT_URL_SAGEMAKER", sm.s.url());
+    std::string out;
+    int rc = run_kiln({"sagemaker", "deploy", "--job-name", "kiln-int", "--model-data", "s3://b/model.tar.gz", "--role-arn",
+                       "arn:aws:iam::777788889999:role/R", "--image", "img:1", "--poll-seconds", "0.05"},
+                      out, 60, [&](pid_t p) { sm.pid = p; });
+    CHECK_MESSAGE(rc == 130, out);
+    CHECK_MESSAGE(has(out, "interrupted"), out);
+    std::string endpoint = "kiln-int" + name_after(out, "created endpoint kiln-int");
+    CHECK_MESSAGE(endpoint.rfind("kiln-int-e-", 0) == 0, out);
+    CHECK(sm.config_deleted == 1);
+    CHECK(sm.model_deleted == 1);
+    if (!deny) {
+      CHECK(sm.delete_refusals == 2);
+      CHECK(sm.delete_accepted == 1);
+      CHECK_MESSAGE(has(out, "deleted endpoint " + endpoint + "\n"), out);
+      CHECK_FALSE(has(out, "CLEANUP INCOMPLETE"));
+    } else {
+      CHECK(sm.delete_accepted == 0);
+      CHECK_MESSAGE(has(out, "CLEANUP INCOMPLETE"), out);
+      CHECK_MESSAGE(has(out, "endpoint " + endpoint + " (billed per instance-hour while it exists)"), out);
+      CHECK_MESSAGE(has(out, "kiln sagemaker delete --region us-east-1 --endpoint-name " + endpoint + " --endpoint-config-name kiln-int-c-"), out);
+    }
+  }
+}
