@@ -119,6 +119,9 @@ std::shared_ptr<SmallConvPlan> small_plan(const Tensor& x, const Tensor& w, bool
       int64_t kw = ww - ow * stride + padding;
       if (kw < 0 || kw >= K) return nullptr;
     }
+  // At small batches the product is bound by reading M, which on a 2x2 map is 16/9 the size of
+  // the weights: there oneDNN's padded convolution reads less (measured at batch 1).
+  if (N < 16 && IC * H * W * OC * OH * OW > IC * OC * K * K) return nullptr;
   const memory::desc& xmd = x.impl()->md;
   bool nhwc = false;
   const int block = layout_block(xmd, {N, IC, H, W}, &nhwc);
@@ -168,22 +171,50 @@ void sgemm_checked(char ta, char tb, int64_t m, int64_t n, int64_t k, const floa
   KILN_ASSERT(st == dnnl::status::success, "dnnl::sgemm failed");
 }
 
-// M[in_off(ci,h,w), out_off(co,oh,ow)] = W[co, ci, tap(h,w,oh,ow)], from plain OIhw weights.
-Tensor build_m(const SmallConvPlan& p, const float* wt) {
-  Tensor m = make_tensor({p.rows, p.cols}, plain_md({p.rows, p.cols}), "conv.small.m");
-  float* M = m.impl()->data;
+// M[in_off(ci,h,w), out_off(co,oh,ow)] = W[co, ci, tap(h,w,oh,ow)], from plain OIhw weights,
+// written into m. Per input channel the taps are first gathered tap-major (OC*K*K floats), so
+// the rows are written from contiguous reads.
+void fill_m(const SmallConvPlan& p, const float* wt, float* M) {
   const int64_t KK = p.K * p.K, HW = p.H * p.W, OHW = p.OH * p.OW;
-#pragma omp parallel for schedule(static)
-  for (int64_t ci = 0; ci < p.IC; ++ci)
-    for (int64_t hw = 0; hw < HW; ++hw) {
-      float* row = M + p.in_off[static_cast<size_t>(ci * HW + hw)] * p.cols;
+#pragma omp parallel
+  {
+    std::vector<float> taps(static_cast<size_t>(KK * p.OC));  // [tap][co]
+#pragma omp for schedule(static)
+    for (int64_t ci = 0; ci < p.IC; ++ci) {
       for (int64_t co = 0; co < p.OC; ++co) {
         const float* wk = wt + (co * p.IC + ci) * KK;
-        for (int64_t o = 0; o < OHW; ++o)
-          row[p.out_off[static_cast<size_t>(co * OHW + o)]] = wk[p.tap[static_cast<size_t>(hw * OHW + o)]];
+        for (int64_t k = 0; k < KK; ++k) taps[static_cast<size_t>(k * p.OC + co)] = wk[k];
+      }
+      for (int64_t hw = 0; hw < HW; ++hw) {
+        float* row = M + p.in_off[static_cast<size_t>(ci * HW + hw)] * p.cols;
+        for (int64_t o = 0; o < OHW; ++o) {
+          const float* t = taps.data() + p.tap[static_cast<size_t>(hw * OHW + o)] * p.OC;
+          for (int64_t co = 0; co < p.OC; ++co) row[p.out_off[static_cast<size_t>(co * OHW + o)]] = t[co];
+        }
       }
     }
-  return m;
+  }
+}
+
+// The weight's matrix, kept on the parameter as a derived copy (2-d, so no reorder or SGD
+// refresh ever touches it) and rebuilt only when the weight's version moved on: once per SGD
+// step in training, once in all for inference. Its storage is reused, so a steady step
+// allocates nothing here.
+Tensor weight_matrix(const SmallConvPlan& p, const Tensor& weight, const Tensor& plain_w) {
+  TensorImpl& wi = *weight.impl();
+  const memory::desc md = plain_md({p.rows, p.cols});
+  TensorImpl::Derived* d = nullptr;
+  for (auto& e : wi.derived)
+    if (e.md == md) d = &e;
+  const uint64_t version = wi.version;  // a plain derived copy (plain_w) follows the same version
+  if (d && d->version == version) return d->copy;
+  if (!d) {
+    wi.derived.push_back({md, make_tensor({p.rows, p.cols}, md, weight.name() + ".small_m"), version + 1});
+    d = &wi.derived.back();
+  }
+  fill_m(p, plain_w.impl()->data, d->copy.impl()->data);
+  d->version = version;
+  return d->copy;
 }
 
 // Plain weights for the small path: the parameter itself (moved to plain once, while it may
@@ -201,7 +232,7 @@ Tensor small_conv_forward(const Tensor& x, const Tensor& weight, const Tensor& b
                           bool record) {
   count_small_conv();
   Tensor w = plain_weight(weight);
-  Tensor m = build_m(*p, w.impl()->data);
+  Tensor m = weight_matrix(*p, weight, w);
   Tensor dst = make_tensor({p->N, p->OC, p->OH, p->OW}, p->dst_md, weight.name() + ".out");
   sgemm_checked('N', 'N', p->N, p->cols, p->rows, x.impl()->data, p->rows, m.impl()->data, p->cols, dst.impl()->data,
                 p->cols);

@@ -15,10 +15,11 @@ using namespace kiln;
 
 TEST_CASE("steady-state resnet18 training step: no reorder, no new primitive, no ref impl") {
   models::Classifier clf({"resnet18", 10}, 1);
-  const int64_t n = 4;
+  const int64_t n = 16;  // the small-map path takes 2x2 maps from batch 16 (engine/ops_conv.cpp)
   std::vector<float> images(static_cast<size_t>(n * 3 * 32 * 32));
   for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>((i * 7919) % 255) / 255.0f - 0.5f;
-  std::vector<int64_t> labels = {1, 3, 5, 7};
+  std::vector<int64_t> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) labels[static_cast<size_t>(i)] = (i * 3) % 10;
   clf.train_step(images.data(), labels.data(), n);  // warm-up: layouts chosen, arenas built
   clf.train_step(images.data(), labels.data(), n);
   reset_engine_stats();
