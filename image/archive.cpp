@@ -8,7 +8,6 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
-#include <zlib.h>
 
 #include "aws/crypto.h"
 #include "core/atomic_file.h"
@@ -45,35 +44,11 @@ bool valid_digest(const std::string& d) {
 const std::set<std::string> kSystemLibDirs = {"/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib",
                                               "/usr/lib", "/lib64", "/usr/lib64"};
 
-// sha256 of a gzip stream's uncompressed bytes, inflated in 64 KiB pieces: a layer of any size is
+// sha256 of a gzip stream's uncompressed bytes, inflated piecewise: a layer of any size is
 // checked without holding it unpacked in memory.
 std::string gunzip_digest(std::string_view gz, const std::string& what) {
-  z_stream zs{};
-  KILN_ASSERT(inflateInit2(&zs, 15 + 16) == Z_OK, "inflateInit2");
   aws::Sha256 h;
-  zs.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(gz.data()));
-  size_t left = gz.size();
-  char buf[1 << 16];
-  int rc = Z_OK;
-  while (rc != Z_STREAM_END) {
-    if (zs.avail_in == 0) {
-      if (left == 0) break;
-      uInt chunk = static_cast<uInt>(std::min<size_t>(left, 1u << 30));
-      zs.avail_in = chunk;
-      left -= chunk;
-    }
-    zs.next_out = reinterpret_cast<Bytef*>(buf);
-    zs.avail_out = sizeof buf;
-    rc = inflate(&zs, Z_NO_FLUSH);
-    if (rc != Z_OK && rc != Z_STREAM_END) {
-      std::string msg = zs.msg ? zs.msg : "error " + std::to_string(rc);
-      inflateEnd(&zs);
-      throw Error(what + ": corrupt gzip data (" + msg + ")", "the archive is damaged; build or save it again");
-    }
-    h.update(std::string_view(buf, sizeof buf - zs.avail_out));
-  }
-  inflateEnd(&zs);
-  if (rc != Z_STREAM_END) fail(what, "a complete gzip stream", "a truncated one", "the archive is damaged");
+  io::gunzip_stream(gz, what, uint64_t(1) << 40, [&](const char* p, size_t n) { h.update(std::string_view(p, n)); });
   return "sha256:" + h.hex_digest();
 }
 

@@ -150,21 +150,21 @@ void Rootfs::add_parents(const std::string& image_path) {
 void Rootfs::add_host_path(const std::string& host) {
   if (host.empty() || host[0] != '/') fail("image file " + host, "an absolute path", "a relative one");
   // Walk the components; `done` is the resolved (symlink-free) prefix so far.
-  std::vector<std::string> todo;
+  std::vector<std::string> pending;
   {
     std::string p = strip_slash(host);
     for (size_t s = 0; s <= p.size();) {
       size_t e = p.find('/', s);
       if (e == std::string::npos) e = p.size();
-      if (e > s) todo.push_back(p.substr(s, e - s));
+      if (e > s) pending.push_back(p.substr(s, e - s));
       s = e + 1;
     }
   }
   std::string done;  // no leading '/'
   int links = 0;
-  while (!todo.empty()) {
-    std::string comp = todo.front();
-    todo.erase(todo.begin());
+  while (!pending.empty()) {
+    std::string comp = pending.front();
+    pending.erase(pending.begin());
     if (comp == ".") continue;
     if (comp == "..") {
       size_t cut = done.rfind('/');
@@ -195,14 +195,14 @@ void Rootfs::add_host_path(const std::string& host) {
         if (e2 > s) next.push_back(t.substr(s, e2 - s));
         s = e2 + 1;
       }
-      todo.insert(todo.begin(), next.begin(), next.end());
+      pending.insert(pending.begin(), next.begin(), next.end());
       continue;
     }
     done = cur;
     if (S_ISDIR(st.st_mode)) {
       if (!entries_.count(cur)) add_dir("/" + cur, st.st_mode & 07777);
     } else if (S_ISREG(st.st_mode)) {
-      if (!todo.empty()) fail("image file " + host, "a path through directories", "/" + cur + " is a file");
+      if (!pending.empty()) fail("image file " + host, "a path through directories", "/" + cur + " is a file");
       add_file("/" + cur, "/" + cur, st.st_mode & 07777);
     } else {
       fail("image file /" + cur, "a regular file, directory or symlink", "a device, socket or fifo");

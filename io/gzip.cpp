@@ -16,9 +16,16 @@ bool looks_like_gzip(std::string_view bytes) {
 }
 
 std::string gunzip(std::string_view bytes, const std::string& what, size_t max_out) {
+  std::string out;
+  gunzip_stream(bytes, what, max_out, [&](const char* p, size_t n) { out.append(p, n); });
+  return out;
+}
+
+uint64_t gunzip_stream(std::string_view bytes, const std::string& what, uint64_t max_out,
+                       const std::function<void(const char*, size_t)>& sink) {
   if (!looks_like_gzip(bytes))
     fail(what, "gzip data (starting with 1f 8b)", bytes.size() < 2 ? "a truncated file" : "other bytes");
-  std::string out;
+  uint64_t total = 0;
   size_t pos = 0;
   while (pos < bytes.size()) {
     if (pos > 0 && !looks_like_gzip(bytes.substr(pos))) {
@@ -51,11 +58,12 @@ std::string gunzip(std::string_view bytes, const std::string& what, size_t max_o
         throw Error(what + ": corrupt gzip data (" + msg + ")", "the download may be damaged; fetch it again");
       }
       size_t produced = sizeof buf - zs.avail_out;
-      if (out.size() + produced > max_out) {
+      if (total + produced > max_out) {
         inflateEnd(&zs);
         fail(what + ": gunzipped size", "at most " + std::to_string(max_out) + " bytes", "more");
       }
-      out.append(buf, produced);
+      total += produced;
+      sink(buf, produced);
     }
     size_t consumed = static_cast<size_t>(zs.total_in);
     inflateEnd(&zs);
@@ -63,7 +71,7 @@ std::string gunzip(std::string_view bytes, const std::string& what, size_t max_o
       throw Error(what + ": truncated gzip data (the stream ends early)", "the file is incomplete; fetch it again");
     pos += consumed;
   }
-  return out;
+  return total;
 }
 
 std::string gzip(std::string_view bytes, int level) {
