@@ -24,6 +24,17 @@ int64_t checked_nbytes(const std::vector<int64_t>& shape, DType dtype, const std
   return n;
 }
 
+std::string human_bytes(uint64_t n) {
+  if (n < 1024) return std::to_string(n) + " bytes";
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(n);
+  int u = -1;
+  while (v >= 1024 && u < 5) { v /= 1024; ++u; }
+  char buf[32];
+  std::snprintf(buf, sizeof buf, v < 10 ? "%.1f %s" : "%.0f %s", v, units[u]);
+  return buf;
+}
+
 std::string quoted(std::string_view s, size_t max) {
   std::string r = "'";
   for (size_t i = 0; i < s.size() && i < max; ++i) {

@@ -32,6 +32,9 @@ int64_t checked_mul(int64_t a, int64_t b, const std::string& what, const std::st
 // Bytes of an array of `shape` and `dtype`; every dim must be >= 0 and the product must fit.
 int64_t checked_nbytes(const std::vector<int64_t>& shape, DType dtype, const std::string& what);
 
+// "1.5 GiB", "512 KiB", "17 bytes": sizes in messages about memory budgets.
+std::string human_bytes(uint64_t n);
+
 std::string quoted(std::string_view s, size_t max = 60);  // 'abc', escaped and shortened
 
 }  // namespace kiln::io::detail

@@ -138,7 +138,8 @@ const std::vector<PickleValue*>& PickleValue::as_sequence(const std::string& wha
 class Unpickler {
  public:
   Unpickler(std::string_view bytes, const std::string& what, const UnpickleLimits& limits)
-      : s_(bytes), what_(what), limits_(limits) {}
+      : s_(bytes), what_(what), limits_(limits),
+        budget_(limits.max_bytes ? limits.max_bytes : (uint64_t(64) << 20) + 16 * uint64_t(bytes.size())) {}
 
   Pickle run();
 
@@ -148,14 +149,27 @@ class Unpickler {
   [[noreturn]] void bad(const std::string& expected, const std::string& found, const std::string& hint = {}) {
     fail(what_ + ": pickle at offset " + std::to_string(op_pos_), expected, found, hint);
   }
+  // Counts `n` more bytes against the memory budget before they are allocated.
+  void charge(uint64_t n) {
+    if (n <= budget_ - used_) { used_ += n; return; }
+    std::string basis = limits_.max_bytes ? "the caller's limit"
+                                          : "64 MiB + 16 x the pickle's " + detail::human_bytes(s_.size());
+    bad("values of at most " + detail::human_bytes(budget_) + " in all (" + basis + ")",
+        detail::human_bytes(used_) + " made and " + detail::human_bytes(n) + " more asked",
+        "a legitimate pickle makes about 3x its size; this one copies values over and over (e.g. an allowed "
+        "call on one memoized value), so it is refused");
+  }
   V* make(PickleKind k) {
     if (doc_.arena_.size() >= limits_.max_values) bad("at most " + std::to_string(limits_.max_values) + " values", "more");
+    charge(sizeof(V));
     doc_.arena_.emplace_back();
     doc_.arena_.back().kind = k;
     return &doc_.arena_.back();
   }
   V* make_int(int64_t i) { V* v = make(PickleKind::integer); v->integer = i; return v; }
-  V* make_text(PickleKind k, std::string_view t) { V* v = make(k); v->text = std::string(t); return v; }
+  V* make_text(PickleKind k, std::string_view t) { V* v = make(k); charge(t.size()); v->text = std::string(t); return v; }
+  // items copied from another value (set(list), torch.Size(tuple), OrderedDict(pairs))
+  std::vector<V*> copy_items(const std::vector<V*>& items) { charge(items.size() * sizeof(V*)); return items; }
 
   // Input
   std::string_view take(uint64_t n) {
@@ -230,9 +244,11 @@ class Unpickler {
   void fill_ndarray(V* arr, V* state);
   void set_item(V* dict, V* k, V* v) {
     if (dict->kind != PickleKind::dict) bad("a dict for SETITEM(S)", dict->kind_name());
+    charge(sizeof(dict->entries[0]));
     dict->entries.emplace_back(k, v);
   }
   void append(V* list, V* item) {
+    charge(sizeof(item));
     if (list->kind == PickleKind::list || list->kind == PickleKind::set) list->items.push_back(item);
     else bad("a list for APPEND(S)", list->kind_name());
   }
@@ -242,6 +258,7 @@ class Unpickler {
   const std::string& what_;
   UnpickleLimits limits_;
   size_t pos_ = 0, op_pos_ = 0;
+  uint64_t budget_, used_ = 0;
   Pickle doc_;
   std::vector<V*> stack_;
   std::vector<size_t> marks_;
@@ -359,7 +376,7 @@ PickleValue* Unpickler::call(V* fn, V* args) {
       for (V* pair : a[0]->as_sequence(what_ + ": OrderedDict items")) {
         if ((pair->kind != PickleKind::list && pair->kind != PickleKind::tuple) || pair->items.size() != 2)
           bad("(key, value) pairs", pair->kind_name());
-        d->entries.emplace_back(pair->items[0], pair->items[1]);
+        set_item(d, pair->items[0], pair->items[1]);
       }
     }
     return d;
@@ -383,7 +400,7 @@ PickleValue* Unpickler::call(V* fn, V* args) {
   if (f == "torch.Size") {
     need(0, 1);
     V* t = make(PickleKind::tuple);
-    if (a.size() == 1) t->items = a[0]->as_sequence(what_ + ": torch.Size");
+    if (a.size() == 1) t->items = copy_items(a[0]->as_sequence(what_ + ": torch.Size"));
     return t;
   }
   if (f == "numpy.core.multiarray._reconstruct") {
@@ -451,7 +468,7 @@ PickleValue* Unpickler::call(V* fn, V* args) {
   if (f == "builtins.set" || f == "builtins.frozenset") {
     need(0, 1);
     V* st = make(PickleKind::set);
-    if (a.size() == 1) st->items = a[0]->as_sequence(what_ + ": set items");
+    if (a.size() == 1) st->items = copy_items(a[0]->as_sequence(what_ + ": set items"));
     return st;
   }
   if (f == "builtins.bytearray") {
@@ -481,6 +498,7 @@ void Unpickler::fill_ndarray(V* arr, V* state) {
   bool fortran = s[o + 2]->kind == PickleKind::boolean ? s[o + 2]->boolean : s[o + 2]->as_int(ctx) != 0;
   if (fortran && arr->array.shape.size() > 1)
     throw Error(what_ + ": Fortran-order numpy arrays are not supported", "pickle np.ascontiguousarray(arr) instead");
+  charge(raw.size());
   arr->array.bytes.resize(raw.size());
   if (!raw.empty()) std::memcpy(arr->array.bytes.data(), raw.data(), raw.size());
 }
@@ -570,7 +588,7 @@ Pickle Unpickler::run() {
         auto items = pop_mark();
         if (items.size() % 2) bad("key/value pairs for DICT", "an odd count");
         V* d = make(PickleKind::dict);
-        for (size_t i = 0; i < items.size(); i += 2) d->entries.emplace_back(items[i], items[i + 1]);
+        for (size_t i = 0; i < items.size(); i += 2) set_item(d, items[i], items[i + 1]);
         push(d);
         break;
       }
@@ -583,7 +601,7 @@ Pickle Unpickler::run() {
         break;
       }
       case 0x8f: push(make(PickleKind::set)); break;
-      case 0x90: { auto items = pop_mark(); V* st = top(); if (st->kind != PickleKind::set) bad("a set for ADDITEMS", st->kind_name()); for (V* it : items) st->items.push_back(it); break; }
+      case 0x90: { auto items = pop_mark(); V* st = top(); if (st->kind != PickleKind::set) bad("a set for ADDITEMS", st->kind_name()); charge(items.size() * sizeof(V*)); for (V* it : items) st->items.push_back(it); break; }
       case 0x91: { V* v = make(PickleKind::set); v->items = pop_mark(); push(v); break; }
       case 'c': {
         std::string module(line());

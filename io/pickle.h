@@ -67,6 +67,10 @@ struct UnpickleLimits {
   size_t max_stack = size_t(1) << 20;     // values on the stack (and mark depth)
   size_t max_memo = size_t(1) << 22;      // memo entries
   size_t max_values = size_t(1) << 22;    // values created in all (each ~250 bytes)
+  // Memory budget: bytes of values, text, arrays and item lists made, in all. 0: 64 MiB plus 16x
+  // the pickle's size (a legitimate pickle makes about 3x; a memoized value copied by an allowed
+  // call over and over asks for far more and is stopped with an error saying by how much).
+  uint64_t max_bytes = 0;
 };
 
 // `what` names the source in error messages.

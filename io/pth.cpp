@@ -31,28 +31,28 @@ const char* storage_class(DType t) {
   return "?";
 }
 
-// Gathers a (possibly strided) view of `storage` into a contiguous C-order array.
-void materialize(const PickleValue& t, std::string_view storage, NamedArray& out, const std::string& ctx) {
+// Checks that tensor `t` (a view of `storage_numel` elements) lies inside its storage and
+// returns its size in bytes; sets `contiguous` when it is one run of the storage in C order.
+int64_t checked_view(const PickleValue& t, int64_t storage_numel, const std::string& ctx, bool& contiguous) {
   const size_t es = dtype_size(t.array.dtype);
   if (t.size.size() != t.stride.size())
     fail(ctx + ": stride", std::to_string(t.size.size()) + " entries (one per dim)", std::to_string(t.stride.size()));
   if (t.size.size() > 64) fail(ctx + ": dims", "at most 64", std::to_string(t.size.size()));
-  out.dtype = t.array.dtype;
-  out.shape = t.size;
-  int64_t nbytes = detail::checked_nbytes(out.shape, out.dtype, ctx);
+  int64_t nbytes = detail::checked_nbytes(t.size, t.array.dtype, ctx);
   int64_t numel = nbytes / static_cast<int64_t>(es);
-  int64_t storage_numel = static_cast<int64_t>(storage.size() / es);
   if (t.storage_offset < 0) fail(ctx + ": storage_offset", ">= 0", std::to_string(t.storage_offset));
-  if (numel == 0) return;
-  // The last element the view touches must lie inside the storage.
+  contiguous = true;
+  if (numel == 0) return 0;
+  // The last element the view touches must lie inside the storage (each step overflow-checked:
+  // a storage_offset near INT64_MAX must not wrap around).
   int64_t last = t.storage_offset;
-  bool contiguous = true;
   int64_t expect = 1;
   for (size_t d = t.size.size(); d-- > 0;) {
     if (t.stride[d] < 0 || (t.stride[d] == 0 && t.size[d] > 1))
       throw Error(ctx + ": negative or zero (expanded) strides are not supported", "save tensor.contiguous() instead");
-    last += detail::checked_mul(t.size[d] - 1, t.stride[d], ctx, "view extent");
-    if (last < 0) fail(ctx + ": view extent", "a size that fits in 64 bits", "an overflow");
+    if (__builtin_add_overflow(last, detail::checked_mul(t.size[d] - 1, t.stride[d], ctx, "view extent"), &last))
+      fail(ctx + ": view extent (offset " + std::to_string(t.storage_offset) + ")", "a size that fits in 64 bits",
+           "an overflow");
     if (t.size[d] != 1 && t.stride[d] != expect) contiguous = false;
     expect = detail::checked_mul(expect, t.size[d], ctx, "numel");
   }
@@ -64,6 +64,15 @@ void materialize(const PickleValue& t, std::string_view storage, NamedArray& out
   if (numel > storage_numel)
     fail(ctx + ": view of " + shape_str(t.size), "at most " + std::to_string(storage_numel) +
          " elements (its storage)", std::to_string(numel), "save tensor.contiguous() instead");
+  return nbytes;
+}
+
+// Gathers a view checked by checked_view() into a contiguous C-order array.
+void materialize(const PickleValue& t, std::string_view storage, int64_t nbytes, bool contiguous, NamedArray& out) {
+  const size_t es = dtype_size(t.array.dtype);
+  out.dtype = t.array.dtype;
+  out.shape = t.size;
+  if (nbytes == 0) return;
   out.bytes.resize(static_cast<size_t>(nbytes));
   const char* src = storage.data();
   char* dst = reinterpret_cast<char*>(out.bytes.data());
@@ -72,6 +81,7 @@ void materialize(const PickleValue& t, std::string_view storage, NamedArray& out
     return;
   }
   // Strided view (e.g. a transposed weight saved as is): walk it in C order.
+  const int64_t numel = nbytes / static_cast<int64_t>(es);
   std::vector<int64_t> idx(t.size.size(), 0);
   for (int64_t i = 0; i < numel; ++i) {
     int64_t off = t.storage_offset;
@@ -107,7 +117,7 @@ void op_int_tuple(std::string& p, const std::vector<int64_t>& v) {
 
 }  // namespace
 
-StateDict parse_pth(std::string_view bytes, const std::string& what) {
+StateDict parse_pth(std::string_view bytes, const std::string& what, const PthLimits& limits) {
   if (!looks_like_zip(bytes)) {
     if (!bytes.empty() && static_cast<unsigned char>(bytes[0]) == 0x80)
       throw Error(what + " is a legacy (pre-1.6, non-zip) torch.save file, which kiln does not read",
@@ -139,39 +149,90 @@ StateDict parse_pth(std::string_view bytes, const std::string& what) {
     fail(what + ": data.pkl", "a dict of tensors (a state_dict)", sd->kind_name(),
          "save the state_dict, not the module: torch.save(model.state_dict(), path)");
 
-  std::map<std::string, std::pair<std::string_view, std::string>> storages;  // key -> bytes (+ owner)
-  StateDict out;
-  out.reserve(sd->entries.size());
+  // Pass 1: every tensor's view checked against its storage's size (from the zip directory, before
+  // anything is inflated) and the bytes the StateDict will take added up against the budget.
+  struct Storage {
+    const ZipEntry* entry = nullptr;
+    size_t last_use = 0;      // index of the last tensor viewing it
+    std::string owned;        // a deflated record's inflated bytes, while needed
+    std::string_view bytes;
+    bool loaded = false;
+  };
+  struct View {
+    std::string name;
+    const PickleValue* tensor;
+    Storage* storage;
+    int64_t nbytes;
+    bool contiguous;
+  };
+  std::map<std::string, const ZipEntry*> records;
+  for (const ZipEntry& e : zip.entries()) records.emplace(e.name, &e);
+  std::map<std::string, Storage> storages;  // by storage key
+  std::vector<View> views;
+  views.reserve(sd->entries.size());
+  uint64_t storage_bytes = 0, tensor_bytes = 0;
   for (const auto& [k, v] : sd->entries) {
     if (!k->is_text()) fail(what + ": state_dict key", "a string", k->kind_name());
     std::string ctx = what + ": tensor '" + k->text + "'";
     if (v->kind != PickleKind::tensor) fail(ctx, "a tensor", v->kind_name());
     const PickleValue& st = *v->storage;
-    auto it = storages.find(st.text);
-    if (it == storages.end()) {
+    const int64_t es = static_cast<int64_t>(dtype_size(st.array.dtype));
+    auto [it, fresh] = storages.try_emplace(st.text);
+    Storage& s = it->second;
+    if (fresh) {
       std::string rec = prefix + "data/" + st.text;
-      const ZipEntry* e = zip.find(rec);
-      if (!e) fail(ctx, "a storage record '" + rec + "'", "none");
-      std::string own;
-      std::string_view data = zip.read(*e, own);
-      int64_t want = detail::checked_mul(st.integer, static_cast<int64_t>(dtype_size(st.array.dtype)), ctx, "storage size");
-      if (static_cast<uint64_t>(want) != data.size())
+      auto r = records.find(rec);
+      if (r == records.end()) fail(ctx, "a storage record '" + rec + "'", "none");
+      s.entry = r->second;
+      int64_t want = detail::checked_mul(st.integer, es, ctx, "storage size");
+      if (static_cast<uint64_t>(want) != s.entry->size)
         fail(ctx + ": storage '" + rec + "' of " + std::to_string(st.integer) + " " + dtype_name(st.array.dtype),
-             std::to_string(want) + " bytes", std::to_string(data.size()) + " bytes");
-      it = storages.emplace(st.text, std::make_pair(data, std::move(own))).first;
-      if (!it->second.second.empty()) it->second.first = it->second.second;  // deflated: view the owned copy
+             std::to_string(want) + " bytes", std::to_string(s.entry->size) + " bytes");
+      storage_bytes += s.entry->size;
+    } else if (s.entry->size != static_cast<uint64_t>(detail::checked_mul(st.integer, es, ctx, "storage size"))) {
+      fail(ctx + ": storage '" + st.text + "'", std::to_string(s.entry->size) + " bytes, as its other views say",
+           std::to_string(st.integer) + " elements of " + dtype_name(st.array.dtype));
+    }
+    s.last_use = views.size();
+    bool contiguous = true;
+    int64_t nbytes = checked_view(*v, static_cast<int64_t>(s.entry->size) / es, ctx, contiguous);
+    tensor_bytes += static_cast<uint64_t>(nbytes);
+    views.push_back({k->text, v, &s, nbytes, contiguous});
+  }
+  // Views share storages, but each NamedArray owns its bytes: 4,000 views of one storage would be
+  // 4,000 copies. A state_dict needs about its storages' bytes (tied weights: twice).
+  const uint64_t budget = limits.max_bytes ? limits.max_bytes : 2 * storage_bytes + (uint64_t(16) << 20);
+  if (tensor_bytes > budget)
+    fail(what + ": its " + std::to_string(views.size()) + " tensors",
+         "at most " + detail::human_bytes(budget) + " in all (" +
+             (limits.max_bytes ? std::string("the caller's limit")
+                               : "twice its " + detail::human_bytes(storage_bytes) + " of storages + 16 MiB") + ")",
+         detail::human_bytes(tensor_bytes) + ", " + detail::human_bytes(tensor_bytes - budget) + " over",
+         "its tensors view the same storages over and over; a genuine state_dict would be saved "
+         "with each tensor on its own: torch.save({k: v.clone() for k, v in sd.items()}, path)");
+
+  // Pass 2: each storage read (inflated) once, when first needed, and dropped after its last view.
+  StateDict out;
+  out.reserve(views.size());
+  for (size_t i = 0; i < views.size(); ++i) {
+    View& w = views[i];
+    Storage& s = *w.storage;
+    if (!s.loaded) {
+      s.bytes = zip.read(*s.entry, s.owned);
+      s.loaded = true;
     }
     NamedArray a;
-    a.name = k->text;
-    materialize(*v, it->second.first, a, ctx);
+    a.name = std::move(w.name);
+    materialize(*w.tensor, s.bytes, w.nbytes, w.contiguous, a);
     out.push_back(std::move(a));
+    if (s.last_use == i) std::string().swap(s.owned);
   }
   return out;
 }
 
-StateDict read_pth(const std::filesystem::path& path) {
+StateDict read_pth(const std::filesystem::path& path, const PthLimits& limits) {
   std::string bytes = read_file(path);
-  return parse_pth(bytes, path.string());
+  return parse_pth(bytes, path.string(), limits);
 }
 
 namespace {

@@ -7,6 +7,7 @@
 // Writing produces what torch.save(OrderedDict) writes: loadable by torch.load(weights_only=True).
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -15,8 +16,17 @@
 
 namespace kiln::io {
 
-StateDict parse_pth(std::string_view bytes, const std::string& what);
-StateDict read_pth(const std::filesystem::path& path);
+// Memory budget of loading. Storages are read (inflated) once each and dropped after their last
+// view, but every tensor owns its bytes, so views sharing a storage are copies: the tensors may
+// take at most max_bytes in all, checked before anything is allocated; over it, kiln::Error says
+// by how much. The zip's entries must not overlap (io/zip.h) and data.pkl is unpickled under
+// its own budget (io/pickle.h).
+struct PthLimits {
+  uint64_t max_bytes = 0;  // 0: twice the bytes of the storages the state_dict uses, + 16 MiB
+};
+
+StateDict parse_pth(std::string_view bytes, const std::string& what, const PthLimits& limits = {});
+StateDict read_pth(const std::filesystem::path& path, const PthLimits& limits = {});
 
 // `archive_name` is the zip's top folder (torch uses the file's stem, newer versions "archive").
 std::string encode_pth(const StateDict& tensors, const std::string& archive_name = "archive");

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <tuple>
 
 #include "core/error.h"
 #include "io/bytes.h"
@@ -70,6 +71,8 @@ ZipReader::ZipReader(std::string_view bytes, std::string what) : bytes_(bytes), 
   size_t p = static_cast<size_t>(cd_offset);
   const size_t cd_end = static_cast<size_t>(cd_offset + cd_size);
   entries_.reserve(static_cast<size_t>(count));
+  std::vector<std::pair<uint64_t, uint64_t>> spans;  // [local header, end of data) per entry
+  spans.reserve(static_cast<size_t>(count));
   for (uint64_t i = 0; i < count; ++i) {
     std::string ctx = what_ + ": central directory entry " + std::to_string(i);
     if (cd_end - p < kCentralSize || load_le<uint32_t>(bytes.data() + p) != kCentralSig)
@@ -123,8 +126,23 @@ ZipReader::ZipReader(std::string_view bytes, std::string what) : bytes_(bytes), 
     if (ent.method == 0 && ent.compressed_size != ent.size)
       fail(ctx + ": stored size", std::to_string(ent.size), std::to_string(ent.compressed_size));
     ent.data_offset = data;
+    spans.emplace_back(local, data + ent.compressed_size);
     entries_.push_back(std::move(ent));
     p += kCentralSize + name_len + extra_len + comment_len;
+  }
+  // Entries that share bytes (one deflate stream named by many entries) would be inflated and
+  // kept once per name: a 700 KB archive could ask for gigabytes. Writers never overlap entries.
+  std::vector<size_t> order(spans.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return std::tie(spans[a], a) < std::tie(spans[b], b); });
+  for (size_t k = 1; k < order.size(); ++k) {
+    size_t a = order[k - 1], b = order[k];
+    if (spans[b].first < spans[a].second)
+      fail(what_ + ": zip entries '" + entries_[a].name + "' and '" + entries_[b].name + "'",
+           "entries at separate places in the file",
+           "overlapping bytes (" + std::to_string(spans[a].first) + ".." + std::to_string(spans[a].second) + " and " +
+               std::to_string(spans[b].first) + ".." + std::to_string(spans[b].second) + ")",
+           "the archive is corrupt or crafted; re-create it with torch.save or zip");
   }
 }
 
