@@ -3,12 +3,20 @@
 // (hyperparameters from the JSON file, data from the `training` channel, model to model/,
 // checkpoints to checkpoints/ with automatic resume, failures to output/failure).
 // The flags, defaults and help come from the training library's option table (train/options.h).
+// Started by mpirun (OMPI_COMM_WORLD_SIZE set), it is one rank of a data-parallel job
+// (dist/data_parallel.h); as a container whose resourceconfig.json lists several hosts, it is
+// this host's part of the SageMaker launch (dist/launcher.h), which starts the ranks.
 #include <cstdio>
 #include <map>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
+#include "dist/data_parallel.h"
+#include "dist/launcher.h"
+#include "dist/mpi.h"
 #include "tools/args.h"
 #include "tools/command.h"
+#include "tools/process.h"
 #include "train/container.h"
 #include "train/options.h"
 #include "train/trainer.h"
@@ -37,13 +45,58 @@ std::map<std::string, std::string> given_values(const Args& a) {
   return values;
 }
 
+// One rank of mpirun's job. An error on any rank ends every rank (MPI_Abort) after saying
+// which rank failed and why; in a container it also goes to the failure file.
+int run_rank(const kiln::train::TrainOptions& o, const fs::path* container_root) {
+  kiln::dist::Mpi& mpi = kiln::dist::Mpi::init();
+  if (mpi.rank() == 0)
+    std::printf("kiln train: data-parallel, rank 0 of %d (%s)\n", mpi.size(), mpi.library_version().c_str());
+  std::fflush(stdout);
+  int code = 0;
+  try {
+    code = kiln::dist::train_data_parallel(o, mpi).outcome.exit_code;
+  } catch (const std::exception& e) {
+    const auto* ke = dynamic_cast<const kiln::Error*>(&e);
+    const std::string msg = "kiln train: rank " + std::to_string(mpi.rank()) + " of " + std::to_string(mpi.size()) +
+                            ": " + (ke ? ke->full_message() : std::string(e.what()));
+    std::fprintf(stderr, "%s\n", msg.c_str());
+    std::fflush(stderr);
+    if (container_root) kiln::train::write_failure(*container_root, msg);
+    mpi.abort(1);
+  }
+  if (code == 0 && container_root) kiln::write_file_atomic(kiln::dist::rank_done_marker(*container_root), "0\n");
+  mpi.finalize();
+  return code;
+}
+
+// Every `kiln train` argument given here, for the ranks the launcher starts.
+std::vector<std::string> given_args(const Args& a) {
+  std::vector<std::string> args;
+  for (const auto& spec : kiln::train::option_table()) {
+    if (!a.given("--" + spec.name)) continue;
+    args.push_back("--" + spec.name);
+    if (!spec.is_flag()) args.push_back(a.get("--" + spec.name));
+  }
+  return args;
+}
+
 int run_container(const Args& a, const fs::path& root) {
   try {
     std::printf("kiln train: SageMaker training container, /opt/ml root %s\n", root.string().c_str());
     std::vector<std::string> notes;
     kiln::train::TrainOptions o = kiln::train::container_options(root, given_values(a), &notes);
-    for (const auto& n : notes) std::printf("%s\n", n.c_str());
-    return kiln::train::run_training(o).exit_code;
+    const kiln::train::ContainerInputs in = kiln::train::read_container_inputs(root);
+    if (in.distributed() && !kiln::dist::launched_by_mpirun()) {
+      kiln::dist::HostLaunchOptions lo = kiln::dist::HostLaunchOptions::from_env();
+      lo.opt_ml = root;
+      lo.kiln = kiln::cli::self_exe();
+      lo.rank_args = given_args(a);
+      return kiln::dist::run_sagemaker_host(in, lo);
+    }
+    const bool rank = kiln::dist::launched_by_mpirun();
+    if (!rank || std::getenv("OMPI_COMM_WORLD_RANK") == std::string("0"))
+      for (const auto& n : notes) std::printf("%s\n", n.c_str());
+    return rank ? run_rank(o, &root) : kiln::train::run_training(o).exit_code;
   } catch (const kiln::Error& e) {
     kiln::train::write_failure(root, "kiln train: " + e.full_message());
     throw;
@@ -65,7 +118,8 @@ int run_train(const std::vector<std::string>& argv) {
     throw kiln::Error("kiln train: no --data",
                       "pass --data DIR (CIFAR-100, `kiln download cifar100`, or `kiln synth --dir DIR`), "
                       "or run as a SageMaker container with " + (root / "input/config/hyperparameters.json").string());
-  return kiln::train::run_training(kiln::train::options_from(given_values(a))).exit_code;
+  const kiln::train::TrainOptions o = kiln::train::options_from(given_values(a));
+  return kiln::dist::launched_by_mpirun() ? run_rank(o, nullptr) : kiln::train::run_training(o).exit_code;
 }
 
 }  // namespace

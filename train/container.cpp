@@ -1,6 +1,7 @@
 // SageMaker training-container contract (see container.h).
 #include "train/container.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
@@ -45,10 +46,26 @@ ContainerInputs read_container_inputs(const fs::path& root) {
       in.current_host = rc["current_host"].get<std::string>();
     if (rc.contains("hosts")) {
       if (!rc["hosts"].is_array()) fail(what + ": hosts", "an array of host names", rc["hosts"].dump());
-      if (rc["hosts"].size() > 1)
-        fail(what + ": hosts", "one host", std::to_string(rc["hosts"].size()) + " hosts",
-             "kiln trains on a single instance: set instance_count=1 in the estimator");
+      for (const auto& h : rc["hosts"]) {
+        // The names go into mpirun's and ssh's command lines: nothing a shell would read.
+        const bool ok = h.is_string() && !h.get<std::string>().empty() && h.get<std::string>().size() <= 253 &&
+                        h.get<std::string>().find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                               "0123456789-.") == std::string::npos &&
+                        h.get<std::string>()[0] != '-';
+        if (!ok) fail(what + ": hosts", "host names of letters, digits, '-' and '.'", h.dump().substr(0, 80));
+        in.hosts.push_back(h.get<std::string>());
+      }
+      std::sort(in.hosts.begin(), in.hosts.end());
+      if (std::adjacent_find(in.hosts.begin(), in.hosts.end()) != in.hosts.end())
+        fail(what + ": hosts", "distinct host names", rc["hosts"].dump().substr(0, 200));
+      if ((in.hosts.size() > 1 || !in.current_host.empty()) && std::find(in.hosts.begin(), in.hosts.end(), in.current_host) == in.hosts.end())
+        fail(what + ": current_host", "one of hosts " + rc["hosts"].dump().substr(0, 200),
+             "\"" + in.current_host + "\"");
     }
+    if (rc.contains("network_interface_name") && rc["network_interface_name"].is_string())
+      in.network_interface_name = rc["network_interface_name"].get<std::string>();
+    if (in.network_interface_name.find_first_of(" \t\n'\"\\;$`") != std::string::npos)
+      fail(what + ": network_interface_name", "an interface name", "\"" + in.network_interface_name + "\"");
   }
   if (fs::exists(config / "inputdataconfig.json")) {
     std::string what = (config / "inputdataconfig.json").string();
@@ -59,6 +76,13 @@ ContainerInputs read_container_inputs(const fs::path& root) {
           spec["TrainingInputMode"].get<std::string>() == "Pipe")
         fail(what + ": channel \"" + channel + "\" TrainingInputMode", "File or FastFile", "Pipe",
              "kiln reads the dataset files; use input_mode='File'");
+      if (channel == "training" && spec.is_object() && spec.contains("S3DistributionType")) {
+        const json& d = spec["S3DistributionType"];
+        if (!d.is_string() || (d != "FullyReplicated" && d != "ShardedByS3Key"))
+          fail(what + ": channel \"training\" S3DistributionType", "FullyReplicated or ShardedByS3Key",
+               d.dump().substr(0, 80));
+        in.training_sharded_by_s3_key = d == "ShardedByS3Key";
+      }
     }
   }
   in.training = root / "input" / "data" / "training";

@@ -24,11 +24,19 @@ struct ContainerInputs {
   std::filesystem::path training;  // input/data/training
   std::filesystem::path test;      // input/data/test when that channel exists, else empty
   std::string current_host;        // from resourceconfig.json ("" when absent)
+  std::vector<std::string> hosts;  // resourceconfig.json's, sorted (algo-1 first); {} when absent
+  std::string network_interface_name;  // resourceconfig.json's ("" when absent)
+  // The training channel's S3DistributionType: FullyReplicated (every host has every record;
+  // ranks shard by index) or ShardedByS3Key (each host has its own part; each rank trains on
+  // its host's records).
+  bool training_sharded_by_s3_key = false;
+  bool distributed() const { return hosts.size() > 1; }
 };
 
-// Reads resourceconfig.json (one host only: kiln trains on one instance) and
-// inputdataconfig.json (File or FastFile mode; Pipe mode is refused), and checks the
-// `training` channel directory exists.
+// Reads resourceconfig.json (hosts, current_host among them, host names of letters, digits,
+// '-' and '.'; network_interface_name) and inputdataconfig.json (File or FastFile mode; Pipe
+// mode is refused; the training channel's S3DistributionType), and checks the `training`
+// channel directory exists.
 ContainerInputs read_container_inputs(const std::filesystem::path& root);
 
 // The training run a container job asks for: hyperparameters.json applied over the defaults,

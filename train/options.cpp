@@ -128,6 +128,23 @@ std::vector<OptionSpec> make_table() {
          o.isa = v;
        },
        [](const O& o) { return o.isa; }},
+      {"bucket-mb", "MB", "distributed: gradients are averaged in buckets of about MB megabytes, each as soon as "
+       "its layers' backward is done", true, {},
+       [](O& o, S v, S w) {
+         o.bucket_mb = number_in(v, w, 0, "megabytes > 0");
+         if (!(o.bucket_mb > 0)) fail(w, "megabytes > 0", v);
+       },
+       [](const O& o) { return format_double(o.bucket_mb); }},
+      {"replica-check-steps", "N", "distributed: compare the ranks' weight checksums every N steps (0 = only at "
+       "the start and the end)", true, {},
+       [](O& o, S v, S w) { o.replica_check_steps = int_in(v, w, 0, kMax, "0 or a step count"); },
+       [](const O& o) { return i2s(o.replica_check_steps); }},
+      {"dist-timeout", "S", "distributed: fail when the other ranks do not answer within S seconds", true, {},
+       [](O& o, S v, S w) {
+         o.dist_timeout_s = number_in(v, w, 0, "seconds > 0");
+         if (!(o.dist_timeout_s > 0)) fail(w, "seconds > 0", v);
+       },
+       [](const O& o) { return format_double(o.dist_timeout_s); }},
       {"interrupt-after", "STEP", "testing: behave as if SIGTERM arrived after this step", false, {},
        [](O& o, S v, S w) { o.interrupt_after = int_in(v, w, 0, kMax, "a step >= 0"); },
        [](const O& o) { return i2s(o.interrupt_after); }},

@@ -38,6 +38,10 @@ struct TrainOptions {
   int64_t checkpoint_every_steps = 0; // 0: off
   bool plain_progress = false;        // never draw a progress bar
   int64_t interrupt_after = 0;        // tests: act as if SIGTERM arrived after this global step
+  // Data-parallel jobs only (under mpirun; docs/train.md): ignored by a single process.
+  double bucket_mb = 25;              // gradient bucket size for the overlapped allreduce
+  int64_t replica_check_steps = 100;  // compare the replicas' weight checksums this often
+  double dist_timeout_s = 300;        // longest wait for the other ranks at any one point
 };
 
 // One row of the table. `name` is the flag without dashes ("batch-size" -> --batch-size) and the

@@ -35,5 +35,6 @@ void remove_stop_handlers() {
 bool stop_requested() { return g_signal.load() != 0; }
 int stop_signal() { return g_signal.load(); }
 void request_stop_for_test(int sig) { g_signal.store(sig); }
+void request_stop(int sig) { g_signal.store(sig); }
 
 }  // namespace kiln::train

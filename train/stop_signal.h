@@ -10,5 +10,7 @@ void remove_stop_handlers();  // restores the default actions
 bool stop_requested();
 int stop_signal();            // the signal received (0 if none)
 void request_stop_for_test(int sig);
+// Acts on a signal another process received (a data-parallel job stops every rank at the same step).
+void request_stop(int sig);
 
 }  // namespace kiln::train

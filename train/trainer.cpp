@@ -4,6 +4,7 @@
 // quirk of augmenting validation images), and the test runs once at the end with batch 4.
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <csignal>
@@ -100,7 +101,28 @@ struct Trainer::Impl {
   bool resume_from_checkpoint();
   EpochEnd interrupted(const std::string& where);
   bool train_one_step(const data::Batch& b, double& lr_used);
+  EvalResult validate();
 };
+
+// The validation set, or with reduce_eval this rank's contiguous part of it, combined by the hook.
+EvalResult Trainer::Impl::validate() {
+  if (!hooks.reduce_eval) {
+    data::Loader val_loader(ds.train, split.val, eval_cfg);
+    return evaluate_loader(*clf, val_loader, num_classes, /*stop_on_signal=*/true);
+  }
+  const auto n = static_cast<int64_t>(split.val.size());
+  const int64_t begin = n * rank.rank / rank.world, end = n * (rank.rank + 1) / rank.world;
+  EvalResult v;
+  if (end > begin) {
+    data::Loader val_loader(ds.train, {split.val.begin() + begin, split.val.begin() + end}, eval_cfg);
+    v = evaluate_loader(*clf, val_loader, num_classes, /*stop_on_signal=*/true);
+  } else {
+    v.class_total.assign(static_cast<size_t>(num_classes), 0);
+    v.class_correct.assign(static_cast<size_t>(num_classes), 0);
+  }
+  hooks.reduce_eval(v);
+  return v;
+}
 
 Trainer::Trainer(const TrainOptions& opt, Rank rank, StepHooks hooks) : impl_(std::make_unique<Impl>()) {
   if (rank.world < 1 || rank.rank < 0 || rank.rank >= rank.world)
@@ -247,6 +269,7 @@ void Trainer::start() {
     std::fflush(stdout);
   }
   m.last_checkpoint_time = Clock::now();
+  if (m.hooks.after_start) m.hooks.after_start(*this);
 }
 
 bool Trainer::done() const {
@@ -288,7 +311,8 @@ bool Trainer::Impl::train_one_step(const data::Batch& b, double& lr_used) {
   clf->optimizer().set_lr(v.lr);
   if (sched.cycles_momentum()) clf->optimizer().set_momentum(v.momentum);
   lr_used = v.lr;
-  const StepInfo info{state.global_step, state.epoch, state.position, &b};
+  const int64_t global_n = std::min(opt.batch_size, train_loader->size() - b.index * opt.batch_size);
+  const StepInfo info{state.global_step, state.epoch, state.position, &b, global_n};
   if (hooks.before_step) hooks.before_step(info);
   models::BatchResult r;
   {
@@ -349,8 +373,7 @@ EpochEnd Trainer::run_epoch() {
   em.seconds = seconds;
   em.images_per_s = seconds > 0 ? static_cast<double>(images * m.rank.world) / seconds : 0;
   if (m.val_size > 0) {
-    data::Loader val_loader(m.ds.train, m.split.val, m.eval_cfg);
-    EvalResult v = evaluate_loader(*m.clf, val_loader, m.num_classes, /*stop_on_signal=*/true);
+    EvalResult v = m.validate();
     if (v.interrupted) {
       save_checkpoint();
       return m.interrupted(" during validation");
@@ -382,6 +405,7 @@ TrainOutcome Trainer::finish() {
   Impl& m = *impl_;
   const TrainOptions& opt = m.opt;
   m.out.global_step = m.state.global_step;
+  if (m.hooks.before_finish) m.hooks.before_finish(*this);
   if (!m.rank.is_root()) return m.out;
   if (m.max_steps_reached) m.note("stopped after --max-steps " + std::to_string(opt.max_steps) + " steps");
   if (!opt.model_dir.empty()) {

@@ -32,7 +32,11 @@ struct StepInfo {
   int64_t epoch = 0;        // 0-based
   int64_t position = 0;     // batch index within the epoch
   const data::Batch* batch = nullptr;  // this rank's shard of the global batch
+  int64_t global_n = 0;                // records in the whole global batch (all ranks)
 };
+
+class Trainer;
+struct EvalResult;
 
 // Optional per-step hooks, all called on the training thread, in this order:
 //  before_step     the batch is in hand, before the forward pass;
@@ -44,11 +48,21 @@ struct StepInfo {
 //                  the global batch's, so the logged metrics are the whole job's.
 // grad_ready and after_backward run inside backward(): they must not run ops that record on
 // the tape (write gradients through their data, not through ops).
+// Around the steps:
+//  after_start     start() is done (weights initialised or resumed): build what needs the
+//                  model, check the replicas agree;
+//  reduce_eval     when set, validation is sharded: each rank evaluates its contiguous part of
+//                  the validation records and reduce_eval turns its result into the whole set's
+//                  (the same on every rank, so early stopping decides alike);
+//  before_finish   training is over, before rank 0 writes the model directory.
 struct StepHooks {
   std::function<void(const StepInfo&)> before_step;
   std::function<void(const Tensor& param)> grad_ready;
   std::function<void(const StepInfo&)> after_backward;
   std::function<void(const StepInfo&, models::BatchResult&)> after_step;
+  std::function<void(Trainer&)> after_start;
+  std::function<void(EvalResult&)> reduce_eval;
+  std::function<void(Trainer&)> before_finish;
 };
 
 struct TrainOutcome {

@@ -132,7 +132,7 @@ TEST_CASE("container options: hyperparameters over defaults, the command line ov
   CHECK_THROWS_WITH(container_options(root, {}, nullptr), doctest::Contains("hyperparameter \"epochs\""));
 }
 
-TEST_CASE("container inputs: training channel, one host, no Pipe mode; failure file") {
+TEST_CASE("container inputs: training channel, hosts, no Pipe mode; failure file") {
   kiln::test::TempDir tmp("optml");
   auto root = tmp.path;
   CHECK_FALSE(is_container_mode(root));
@@ -149,8 +149,28 @@ TEST_CASE("container inputs: training channel, one host, no Pipe mode; failure f
   CHECK(in.training == root / "input/data/training");
   CHECK(in.test.empty());
   kiln::test::write_text(root / "input/config/resourceconfig.json",
-                         R"({"current_host": "algo-1", "hosts": ["algo-1", "algo-2"]})");
-  CHECK_THROWS_WITH(read_container_inputs(root), doctest::Contains("expected one host"));
+                         R"({"current_host": "algo-2", "hosts": ["algo-2", "algo-1"], "network_interface_name": "eth0"})");
+  kiln::test::write_text(root / "input/config/inputdataconfig.json",
+                         R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}})");
+  in = read_container_inputs(root);
+  CHECK(in.distributed());
+  CHECK(in.hosts == std::vector<std::string>{"algo-1", "algo-2"});  // sorted: algo-1 leads
+  CHECK(in.current_host == "algo-2");
+  CHECK(in.network_interface_name == "eth0");
+  CHECK(in.training_sharded_by_s3_key);
+  kiln::test::write_text(root / "input/config/inputdataconfig.json",
+                         R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "Sharded"}})");
+  CHECK_THROWS_WITH(read_container_inputs(root), doctest::Contains("FullyReplicated or ShardedByS3Key"));
+  kiln::test::write_text(root / "input/config/inputdataconfig.json", R"({"training": {}})");
+  kiln::test::write_text(root / "input/config/resourceconfig.json",
+                         R"({"current_host": "algo-3", "hosts": ["algo-1", "algo-2"]})");
+  CHECK_THROWS_WITH(read_container_inputs(root), doctest::Contains("current_host: expected one of hosts"));
+  kiln::test::write_text(root / "input/config/resourceconfig.json",
+                         R"({"current_host": "algo-1", "hosts": ["algo-1", "x;reboot"]})");
+  CHECK_THROWS_WITH(read_container_inputs(root), doctest::Contains("host names of letters"));
+  kiln::test::write_text(root / "input/config/resourceconfig.json",
+                         R"({"current_host": "algo-1", "hosts": ["algo-1", "algo-1"]})");
+  CHECK_THROWS_WITH(read_container_inputs(root), doctest::Contains("distinct host names"));
   kiln::test::write_text(root / "input/config/resourceconfig.json", R"({"hosts": ["algo-1"]})");
   kiln::test::write_text(root / "input/config/inputdataconfig.json",
                          R"({"training": {"TrainingInputMode": "Pipe"}})");
