@@ -1,7 +1,9 @@
 // The credential providers and the chain (see credentials.h for the order and the variables).
 #include "aws/credentials.h"
 
+#include <algorithm>
 #include <cctype>
+#include <cstdio>
 #include <cstdlib>
 #include <ctime>
 #include <filesystem>
@@ -49,7 +51,8 @@ static Clock::time_point parse_iso8601(const std::string& s, const std::string& 
   std::tm tm{};
   std::istringstream in(s);
   in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
-  if (in.fail()) fail(what, "an ISO 8601 time like 2026-11-26T18:00:00Z", "'" + s + "'");
+  if (in.fail())  // not quoted: it comes from a credentials document
+    fail(what, "an ISO 8601 time like 2026-11-26T18:00:00Z", std::to_string(s.size()) + " characters that are not one");
   return Clock::from_time_t(timegm(&tm));
 }
 
@@ -185,18 +188,25 @@ Credentials credentials_from_profile(const ProfileOptions& opts) {
   return {};
 }
 
-static Credentials parse_credential_json(const std::string& body, const std::string& what) {
+// The body holds the secret: no error below quotes it (nor any of its values), only its shape.
+Credentials parse_credentials_json(const std::string& body, const std::string& what) {
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(body);
   } catch (const std::exception&) {
-    fail(what, "a JSON credentials document", "'" + body.substr(0, 80) + "'");
+    fail(what, "a JSON credentials document", std::to_string(body.size()) + " bytes that do not parse as JSON");
   }
+  if (!j.is_object()) fail(what, "a JSON object", std::string("a JSON ") + j.type_name());
   auto str = [&](const char* k) {
     return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : std::string();
   };
-  if (j.contains("Code") && str("Code") != "Success")
-    fail(what, "Code \"Success\"", "\"" + str("Code") + "\": " + str("Message"));
+  if (j.contains("Code") && str("Code") != "Success") {
+    // An error code is an identifier ("AssumeRoleUnauthorizedAccess"); anything else is not shown.
+    std::string code = str("Code");
+    bool plain = !code.empty() && code.size() <= 64 &&
+                 std::all_of(code.begin(), code.end(), [](unsigned char c) { return std::isalnum(c) || c == '_'; });
+    fail(what, "Code \"Success\"", plain ? "Code \"" + code + "\"" : "another Code");
+  }
   Credentials c;
   c.access_key_id = str("AccessKeyId");
   c.secret_access_key = str("SecretAccessKey");
@@ -205,6 +215,21 @@ static Credentials parse_credential_json(const std::string& body, const std::str
   if (std::string e = str("Expiration"); !e.empty()) c.expiration = parse_iso8601(e, what + " Expiration");
   c.source = what;
   return c;
+}
+
+bool container_credentials_uri_allowed(const Url& url) {
+  if (url.scheme == "https") return true;
+  if (url.scheme != "http") return false;
+  std::string h = url.host;
+  if (!h.empty() && h.front() == '[') h = h.substr(1, h.find(']') - 1);  // "[::1]" (Url keeps "[::1]:9" whole)
+  for (char& c : h) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  // botocore's list: the ECS and EKS Pod Identity agents, and loopback (127.0.0.0/8, ::1)
+  if (h == "localhost" || h == "169.254.170.2" || h == "169.254.170.23" || h == "fd00:ec2::23" || h == "::1")
+    return true;
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  char tail = 0;
+  return std::sscanf(h.c_str(), "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 && c < 256 &&
+         d < 256;
 }
 
 static HttpResponse metadata_request(const std::string& method, const Url& base, const std::string& target,
@@ -227,6 +252,12 @@ Credentials credentials_from_container(const ProfileOptions& opts) {
   if (rel.empty() && full.empty()) return {};
   std::string url_text = rel.empty() ? full : "http://169.254.170.2" + rel;
   Url url = Url::parse(url_text, "container credentials URI");
+  if (rel.empty() && !container_credentials_uri_allowed(url))
+    fail("AWS_CONTAINER_CREDENTIALS_FULL_URI (" + url.scheme + "://" + url.authority() + ")",
+         "https://, or http:// to loopback (127.0.0.0/8, ::1, localhost) or the ECS/EKS agents "
+         "(169.254.170.2, 169.254.170.23, fd00:ec2::23)",
+         "another host over plain http",
+         "the authorization token would travel in clear to that host; use https or a local agent, as the AWS SDKs require");
   std::string target = url.path.empty() ? "/" : url.path;
   url.path.clear();
   std::vector<Header> headers;
@@ -242,7 +273,7 @@ Credentials credentials_from_container(const ProfileOptions& opts) {
   }
   if (r.status != 200)
     fail("container credentials from " + url.str() + target, "HTTP 200", "HTTP " + std::to_string(r.status));
-  return parse_credential_json(r.body, "container credentials");
+  return parse_credentials_json(r.body, "container credentials");
 }
 
 Credentials credentials_from_imds(const ProfileOptions& opts) {
@@ -272,7 +303,7 @@ Credentials credentials_from_imds(const ProfileOptions& opts) {
   HttpResponse cr = metadata_request("GET", base, prefix + name, auth, opts);
   if (cr.status != 200)
     fail("instance metadata credentials of role " + name, "HTTP 200", "HTTP " + std::to_string(cr.status));
-  return parse_credential_json(cr.body, "instance metadata (role " + name + ")");
+  return parse_credentials_json(cr.body, "instance metadata (role " + name + ")");
 }
 
 CredentialChain::CredentialChain(ProfileOptions opts) : opts_(std::move(opts)) {}

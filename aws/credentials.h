@@ -57,8 +57,18 @@ std::string resolve_region(const std::string& cli_region, const ProfileOptions& 
 
 // Each provider returns empty credentials when it does not apply, and throws kiln::Error when it
 // applies but fails (a profile with a key id and no secret, a metadata server that errs).
+struct Url;
+bool container_credentials_uri_allowed(const Url& url);
+// A container / instance metadata credentials document ({"AccessKeyId", "SecretAccessKey",
+// "Token", "Expiration", "Code"}). Errors name `what` and the document's shape, never its text
+// (it holds the secret). The fuzz harness drives it.
+Credentials parse_credentials_json(const std::string& body, const std::string& what);
+
 Credentials credentials_from_env();
 Credentials credentials_from_profile(const ProfileOptions& opts);
+// AWS_CONTAINER_CREDENTIALS_FULL_URI must be https, or http to what the AWS SDKs allow:
+// loopback (127.0.0.0/8, ::1, localhost) or the ECS/EKS agents (169.254.170.2, 169.254.170.23,
+// fd00:ec2::23); otherwise it is refused before any request (the token would go in clear).
 Credentials credentials_from_container(const ProfileOptions& opts);
 Credentials credentials_from_imds(const ProfileOptions& opts);
 

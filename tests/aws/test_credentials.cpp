@@ -299,3 +299,72 @@ TEST_CASE("IAM policy reading: trust policies and grants") {
   CHECK(account_from_arn("arn:aws:iam::123456789012:role/MyRole") == "123456789012");
 }
 
+
+TEST_CASE("credentials documents that do not parse are described, never quoted") {
+  // A truncated body holds the key id and the start of the secret: neither may reach an error
+  // (which ends up in /opt/ml/output/failure and logs).
+  const std::string key = "ASIALEAKED000001", secret = "leaked/secret+value";
+  for (const std::string& body :
+       {R"({"AccessKeyId":")" + key + R"(","SecretAccessKey":")" + secret,          // truncated
+        R"({"Code":"Failure ")" + key + R"(","AccessKeyId":")" + key + "\"}",        // odd Code
+        R"({"AccessKeyId":")" + key + R"(","SecretAccessKey":")" + secret + R"(","Expiration":")" + secret + "\"}",
+        "[\"" + key + "\"]"}) {
+    CAPTURE(body);
+    try {
+      parse_credentials_json(body, "container credentials");
+      FAIL("accepted");
+    } catch (const kiln::Error& e) {
+      std::string m = e.full_message();
+      CHECK(m.find("container credentials") != std::string::npos);
+      CHECK(m.find(key) == std::string::npos);
+      CHECK(m.find("leaked") == std::string::npos);
+    }
+  }
+  CHECK_THROWS_WITH_AS(parse_credentials_json(R"({"Code":"AssumeRoleUnauthorizedAccess"})", "imds"),
+                       doctest::Contains("found Code \"AssumeRoleUnauthorizedAccess\""), kiln::Error);
+}
+
+TEST_CASE("container credentials: an invalid body from the endpoint leaves the secret out of the error") {
+  ScopedEnv env;
+  kiln_test::LocalServer s;
+  s.svr.Get("/creds", [&](const httplib::Request&, httplib::Response& res) {
+    res.set_content(R"({"AccessKeyId":"ASIALEAKED000002","SecretAccessKey":"leakedsecret)", "application/json");
+  });
+  s.start();
+  env.set("AWS_CONTAINER_CREDENTIALS_FULL_URI", s.url() + "/creds");
+  try {
+    CredentialChain().get();
+    FAIL("accepted");
+  } catch (const kiln::Error& e) {
+    std::string m = e.full_message();
+    CHECK(m.find("bytes that do not parse as JSON") != std::string::npos);
+    CHECK(m.find("ASIALEAKED") == std::string::npos);
+    CHECK(m.find("leakedsecret") == std::string::npos);
+  }
+}
+
+TEST_CASE("AWS_CONTAINER_CREDENTIALS_FULL_URI: https anywhere, http only to loopback and the ECS/EKS agents") {
+  for (std::string ok : {"https://creds.example.com/x", "http://127.0.0.1:8080/c", "http://127.9.9.9/c", "http://localhost/c",
+                         "http://169.254.170.2/v2/c", "http://169.254.170.23/v1/c", "http://[fd00:ec2::23]/c", "http://[::1]:9/c"}) {
+    CAPTURE(ok);
+    CHECK(container_credentials_uri_allowed(Url::parse(ok)));
+  }
+  for (std::string bad : {"http://10.0.0.5/c", "http://169.254.170.3/c", "http://128.0.0.1/c", "http://127.0.0.1.evil.com/c",
+                          "http://localhost.evil.com/c", "http://evil.example/c", "http://[fd00:ec2::24]/c"}) {
+    CAPTURE(bad);
+    CHECK_FALSE(container_credentials_uri_allowed(Url::parse(bad)));
+  }
+  // Refused before any request: the token never leaves (no DNS lookup of the name either).
+  ScopedEnv env;
+  env.set("AWS_CONTAINER_CREDENTIALS_FULL_URI", "http://creds.invalid/v2/credentials");
+  env.set("AWS_CONTAINER_AUTHORIZATION_TOKEN", "Bearer secret-token");
+  try {
+    credentials_from_container({});
+    FAIL("accepted");
+  } catch (const kiln::Error& e) {
+    std::string m = e.full_message();
+    CHECK(m.find("AWS_CONTAINER_CREDENTIALS_FULL_URI (http://creds.invalid)") != std::string::npos);
+    CHECK(m.find("travel in clear") != std::string::npos);
+    CHECK(m.find("secret-token") == std::string::npos);
+  }
+}
