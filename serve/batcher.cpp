@@ -4,7 +4,7 @@
 #include <algorithm>
 #include <cstring>
 #include <exception>
-#include <vector>
+#include <future>
 
 #include "serve/codec.h"
 
@@ -39,19 +39,30 @@ void Batcher::withdraw() {
   work_cv_.notify_one();  // the worker may be waiting for this request: it will not come
 }
 
-void Batcher::infer(const float* images, int64_t n, float* dst, Ticket* ticket) {
-  Job job{images, n, dst, Clock::now(), false, {}};
-  std::unique_lock<std::mutex> lock(mu_);
-  if (ticket && ticket->batcher_ == this) {
-    ticket->batcher_ = nullptr;
-    --announced_;
+void Batcher::submit(BatchJob job, Ticket* ticket) {
+  auto j = std::make_shared<Job>();
+  j->job = std::move(job);
+  j->arrived = Clock::now();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (ticket && ticket->batcher_ == this) {
+      ticket->batcher_ = nullptr;
+      --announced_;
+    }
+    if (stopping_) throw HttpError(503, "server is shutting down");
+    queued_images_ += j->job.n;
+    queue_.push_back(std::move(j));
   }
-  if (stopping_) throw HttpError(503, "server is shutting down");
-  queue_.push_back(&job);
-  queued_images_ += n;
   work_cv_.notify_one();
-  done_cv_.wait(lock, [&] { return job.done; });
-  if (!job.error.empty()) throw HttpError(500, "inference failed: " + job.error);
+}
+
+void Batcher::infer(const float* images, int64_t n, float* dst, Ticket* ticket) {
+  std::promise<std::string> result;
+  auto done = result.get_future();
+  submit({images, n, dst, nullptr, [&result](const std::string& e) { result.set_value(e); }},
+         ticket);
+  const std::string error = done.get();
+  if (!error.empty()) throw HttpError(500, "inference failed: " + error);
 }
 
 void Batcher::stop() {
@@ -62,26 +73,55 @@ void Batcher::stop() {
   work_cv_.notify_all();
 }
 
+std::vector<Batcher::Slice> Batcher::take_batch() {
+  std::vector<Slice> batch;
+  std::vector<std::shared_ptr<Job>> unfinished;
+  int64_t space = options_.max_batch;
+  while (!queue_.empty() && space > 0) {
+    std::shared_ptr<Job> j = std::move(queue_.front());
+    queue_.pop_front();
+    const int64_t take = std::min(space, j->job.n - j->next);
+    batch.push_back({j, j->next, take});
+    j->next += take;
+    space -= take;
+    queued_images_ -= take;
+    if (j->next < j->job.n) unfinished.push_back(std::move(j));
+  }
+  // Requests with images left wait behind those queued now (round robin).
+  for (auto& j : unfinished) queue_.push_back(std::move(j));
+  return batch;
+}
+
 void Batcher::run(const Predictor& predict, int64_t floats_per_image, int64_t classes) {
   floats_per_image_ = floats_per_image;
   classes_ = classes;
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     work_cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+    // Requests whose client has gone are not run.
+    std::vector<std::shared_ptr<Job>> gone;
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if ((*it)->job.cancelled && (*it)->job.cancelled->load()) {
+        queued_images_ -= (*it)->job.n - (*it)->next;
+        gone.push_back(std::move(*it));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    if (!gone.empty()) {
+      lock.unlock();
+      for (auto& j : gone) j->job.done("the client closed its connection");
+      gone.clear();
+      lock.lock();
+      continue;
+    }
     if (queue_.empty()) return;  // stopping, and everything queued has been answered
     const auto deadline = queue_.front()->arrived + options_.max_wait;
     while (!stopping_ && queued_images_ < options_.max_batch && announced_ > 0 &&
            Clock::now() < deadline)
       work_cv_.wait_until(lock, deadline);
-    std::vector<Job*> batch;
-    int64_t total = 0;
-    while (!queue_.empty() &&
-           (batch.empty() || total + queue_.front()->n <= options_.max_batch)) {
-      total += queue_.front()->n;
-      batch.push_back(queue_.front());
-      queue_.pop_front();
-    }
-    queued_images_ -= total;
+    std::vector<Slice> batch = take_batch();
     lock.unlock();
     std::string error;
     try {
@@ -92,16 +132,32 @@ void Batcher::run(const Predictor& predict, int64_t floats_per_image, int64_t cl
     } catch (...) {
       error = "unknown error";
     }
-    lock.lock();
-    for (Job* j : batch) {
-      j->error = error;
-      j->done = true;
+    for (const Slice& s : batch) {
+      Job& j = *s.job;
+      if (!error.empty()) {
+        // A failed pass fails its requests; their images still queued are dropped below.
+        if (!j.failed) {
+          j.failed = true;
+          j.job.done(error);
+        }
+      } else if (s.from + s.n == j.job.n) {
+        j.job.done("");
+      }
     }
-    done_cv_.notify_all();
+    lock.lock();
+    if (!error.empty())
+      for (auto it = queue_.begin(); it != queue_.end();) {
+        if ((*it)->failed) {
+          queued_images_ -= (*it)->job.n - (*it)->next;
+          it = queue_.erase(it);
+        } else {
+          ++it;
+        }
+      }
   }
 }
 
-void Batcher::run_batch(const std::vector<Job*>& batch, const Predictor& predict) {
+void Batcher::run_batch(const std::vector<Slice>& batch, const Predictor& predict) {
   const int64_t fpi = floats_per_image_, C = classes_;
   auto timed = [&](const float* src, int64_t n, float* dst) {
     auto t0 = Clock::now();
@@ -109,29 +165,27 @@ void Batcher::run_batch(const std::vector<Job*>& batch, const Predictor& predict
     if (metrics_)
       metrics_->record_batch(n, std::chrono::duration<double>(Clock::now() - t0).count());
   };
-  if (batch.size() == 1) {
-    // One request: its own buffers, in chunks of max_batch if it is larger.
-    const Job& j = *batch[0];
-    for (int64_t i = 0; i < j.n; i += options_.max_batch) {
-      int64_t m = std::min(options_.max_batch, j.n - i);
-      timed(j.src + i * fpi, m, j.dst + i * C);
-    }
+  if (batch.size() == 1) {  // one request's images: no copies
+    const Slice& s = batch[0];
+    timed(s.job->job.src + s.from * fpi, s.n, s.job->job.dst + s.from * C);
     return;
   }
   int64_t total = 0;
-  for (const Job* j : batch) total += j->n;
+  for (const Slice& s : batch) total += s.n;
   src_buf_.resize(static_cast<size_t>(total * fpi));
   dst_buf_.resize(static_cast<size_t>(total * C));
   int64_t at = 0;
-  for (const Job* j : batch) {
-    std::memcpy(src_buf_.data() + at * fpi, j->src, static_cast<size_t>(j->n * fpi) * sizeof(float));
-    at += j->n;
+  for (const Slice& s : batch) {
+    std::memcpy(src_buf_.data() + at * fpi, s.job->job.src + s.from * fpi,
+                static_cast<size_t>(s.n * fpi) * sizeof(float));
+    at += s.n;
   }
   timed(src_buf_.data(), total, dst_buf_.data());
   at = 0;
-  for (Job* j : batch) {
-    std::memcpy(j->dst, dst_buf_.data() + at * C, static_cast<size_t>(j->n * C) * sizeof(float));
-    at += j->n;
+  for (const Slice& s : batch) {
+    std::memcpy(s.job->job.dst + s.from * C, dst_buf_.data() + at * C,
+                static_cast<size_t>(s.n * C) * sizeof(float));
+    at += s.n;
   }
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "io/npy.h"
+#include "serve/budget.h"
 #include "serve/image.h"
 
 namespace kiln::serve {
@@ -102,7 +103,9 @@ std::string media_type(std::string_view content_type) {
   return lower(trim(content_type.substr(0, semi)));
 }
 
-Images decode_npy(std::string_view body, const InputSpec& spec) {
+Images decode_npy(std::string_view body, const InputSpec& spec, Reservation* mem) {
+  // A copy of the data, and the output: up to 4 bytes per uint8 pixel.
+  if (mem) mem->add(body.size() * 5 + 4096, "decoding an NPY body");
   io::NamedArray a;
   try {
     a = io::parse_npy(body, "request body");
@@ -135,57 +138,138 @@ Images decode_npy(std::string_view body, const InputSpec& spec) {
 
 namespace {
 
-// Walks a nested JSON list: infers the shape from the first element at each depth, then checks
-// every list has that length and every leaf is a number, copying leaves in C order.
-void json_shape(const nlohmann::json& j, std::vector<int64_t>& shape) {
-  const nlohmann::json* cur = &j;
-  while (cur->is_array()) {
-    if (shape.size() >= 4) throw HttpError(400, "JSON array is nested deeper than 4 levels");
-    shape.push_back(static_cast<int64_t>(cur->size()));
-    if (cur->empty()) break;
-    cur = &(*cur)[0];
-  }
-}
+// Streams a JSON body (nlohmann's SAX interface, no document tree) into a flat list of numbers,
+// checking as it goes that X is a list of lists nested at most 4 deep, that every list at a depth
+// has the length of the first one there, and that every leaf is a number at the same depth. It
+// holds 4 bytes per number, whatever the body claims.
+class JsonImages : public nlohmann::json_sax<nlohmann::json> {
+ public:
+  std::vector<float> flat;
+  std::vector<int64_t> shape;  // lengths per depth, known once the first list at a depth closed
+  std::string error;           // first problem found (the parse stops there)
+  bool found = false;          // X seen
 
-void json_flatten(const nlohmann::json& j, const std::vector<int64_t>& shape, size_t depth,
-                  std::vector<float>& out) {
-  if (depth == shape.size()) {
-    if (!j.is_number())
-      throw HttpError(400, std::string("JSON array holds a ") + j.type_name() +
-                               " where a number was expected");
-    double v = j.get<double>();
-    out.push_back(static_cast<float>(v));
-    return;
+  bool null() override { return leaf("null"); }
+  bool boolean(bool) override { return leaf("boolean"); }
+  bool number_integer(number_integer_t v) override { return number(static_cast<double>(v)); }
+  bool number_unsigned(number_unsigned_t v) override { return number(static_cast<double>(v)); }
+  bool number_float(number_float_t v, const string_t&) override { return number(v); }
+  bool string(string_t&) override { return leaf("string"); }
+  bool binary(binary_t&) override { return leaf("binary"); }
+  bool start_object(std::size_t) override {
+    if (level_ > 0) return fail("JSON array holds an object where a number was expected");
+    if (skip_ == 0 && at_x()) {
+      if (objects_ > 0) return fail("JSON instances is not a list");
+    } else {
+      return skip_in();
+    }
+    ++objects_;
+    return true;
   }
-  if (!j.is_array() || static_cast<int64_t>(j.size()) != shape[depth])
-    throw HttpError(400, "JSON array is ragged: expected a list of " +
-                             std::to_string(shape[depth]) + " at depth " + std::to_string(depth) +
-                             ", found " + (j.is_array() ? "a list of " + std::to_string(j.size())
-                                                        : std::string("a ") + j.type_name()));
-  for (const auto& e : j) json_flatten(e, shape, depth + 1, out);
-}
+  bool key(string_t& k) override {
+    if (skip_ == 0 && objects_ == 1 && level_ == 0) expect_x_ = k == "instances";
+    return true;
+  }
+  bool end_object() override {
+    if (skip_ > 0) return skip_out();
+    --objects_;
+    if (!found && objects_ == 0)
+      return fail("JSON object has no \"instances\" field (expected {\"instances\": [...]} or a bare list)");
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    if (skip_ > 0) return skip_in();
+    if (level_ == 0) {
+      if (!at_x()) return skip_in();
+      if (found) return fail("JSON object has more than one \"instances\" field");
+      found = true;
+      expect_x_ = false;
+    } else {
+      if (leaf_depth_ >= 0 && level_ >= leaf_depth_)
+        return fail("JSON array is ragged: a list at depth " + std::to_string(level_) +
+                    " where a number was expected");
+      ++count_[level_ - 1];
+    }
+    if (level_ >= 4) return fail("JSON array is nested deeper than 4 levels");
+    count_[level_++] = 0;
+    return true;
+  }
+  bool end_array() override {
+    if (skip_ > 0) return skip_out();
+    const size_t d = static_cast<size_t>(--level_);
+    if (shape.size() <= d) shape.resize(d + 1, -1);
+    if (shape[d] < 0) {
+      shape[d] = count_[d];
+    } else if (shape[d] != count_[d]) {
+      return fail("JSON array is ragged: expected a list of " + std::to_string(shape[d]) +
+                  " at depth " + std::to_string(d) + ", found a list of " + std::to_string(count_[d]));
+    }
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    if (error.empty()) error = std::string("malformed JSON body: ") + e.what();
+    return false;
+  }
+
+ private:
+  bool at_x() const { return objects_ == 0 ? !found : expect_x_; }
+  bool number(double v) {
+    if (skip_ > 0) return true;
+    if (level_ == 0) {
+      if (at_x()) return fail("JSON instances is not a list");
+      return true;
+    }
+    if (leaf_depth_ < 0) leaf_depth_ = level_;
+    if (level_ != leaf_depth_)
+      return fail("JSON array is ragged: a number at depth " + std::to_string(level_ - 1) +
+                  " where a list was expected");
+    ++count_[level_ - 1];
+    flat.push_back(static_cast<float>(v));
+    return true;
+  }
+  bool leaf(const char* type) {
+    if (skip_ > 0) return true;
+    if (level_ > 0)
+      return fail(std::string("JSON array holds a ") + type + " where a number was expected");
+    if (at_x()) return fail("JSON instances is not a list");
+    return true;
+  }
+  bool skip_in() {
+    ++skip_;
+    expect_x_ = false;
+    return true;
+  }
+  bool skip_out() {
+    --skip_;
+    return true;
+  }
+  bool fail(std::string why) {
+    if (error.empty()) error = std::move(why);
+    return false;
+  }
+
+  int level_ = 0;        // depth inside X's lists
+  int leaf_depth_ = -1;  // depth of the numbers, from the first one
+  int64_t count_[4] = {0, 0, 0, 0};
+  int objects_ = 0;      // depth of objects around X (0 or 1)
+  int skip_ = 0;         // depth inside a value that is not X
+  bool expect_x_ = false;
+};
 
 }  // namespace
 
-Images decode_json(std::string_view body, const InputSpec& spec) {
-  nlohmann::json doc = nlohmann::json::parse(body, nullptr, false);
-  if (doc.is_discarded()) throw HttpError(400, "malformed JSON body");
-  const nlohmann::json* x = &doc;
-  if (doc.is_object()) {
-    auto it = doc.find("instances");
-    if (it == doc.end())
-      throw HttpError(400, "JSON object has no \"instances\" field (expected {\"instances\": [...]} or a bare list)");
-    x = &*it;
-  }
-  if (!x->is_array()) throw HttpError(400, "JSON instances is not a list");
-  std::vector<int64_t> shape;
-  json_shape(*x, shape);
+Images decode_json(std::string_view body, const InputSpec& spec, Reservation* mem) {
+  // The flat numbers (at most one per 2 bytes, in a vector that may double) and the output.
+  if (mem) mem->add(body.size() * 6 + 4096, "decoding a JSON body");
+  JsonImages sax;
+  const bool ok = nlohmann::json::sax_parse(body.data(), body.data() + body.size(), &sax);
+  if (!ok || !sax.error.empty())
+    throw HttpError(400, sax.error.empty() ? std::string("malformed JSON body") : sax.error);
+  if (!sax.found) throw HttpError(400, "JSON instances is not a list");
+  std::vector<int64_t> shape = sax.shape;
   Layout layout;
   int64_t n = check_shape(shape, spec, true, true, layout, "JSON array");
-  std::vector<float> flat;
-  flat.reserve(static_cast<size_t>(std::accumulate(shape.begin(), shape.end(), int64_t{1},
-                                                   std::multiplies<int64_t>())));
-  json_flatten(*x, shape, 0, flat);
+  std::vector<float>& flat = sax.flat;
   check_finite(flat, "JSON array");
   Images out;
   out.n = n;
@@ -215,12 +299,12 @@ void check_content_type(std::string_view content_type) {
 }
 
 Images decode_request(std::string_view content_type, std::string_view body,
-                      const InputSpec& spec) {
+                      const InputSpec& spec, Reservation* mem) {
   check_content_type(content_type);
   const std::string media = media_type(content_type);
-  if (media == "application/x-npy") return decode_npy(body, spec);
-  if (media == "application/json") return decode_json(body, spec);
-  return decode_image(body, media, spec);
+  if (media == "application/x-npy") return decode_npy(body, spec, mem);
+  if (media == "application/json") return decode_json(body, spec, mem);
+  return decode_image(body, media, spec, mem);
 }
 
 ResponseType default_response_type(std::string_view content_type) {

@@ -13,6 +13,8 @@
 
 namespace kiln::serve {
 
+class Reservation;
+
 // A request the server refuses; `status` is the HTTP status, what() a one-line reason.
 class HttpError : public std::runtime_error {
  public:
@@ -41,16 +43,20 @@ void normalize_pixels(const uint8_t* src, int64_t n, const InputSpec& spec, floa
 // "Application/X-NPY; charset=x" -> "application/x-npy" (lower case, parameters and blanks dropped).
 std::string media_type(std::string_view content_type);
 
+// Every decoder first reserves what it will hold from `mem` (serve/budget.h; null: no budget),
+// which throws HttpError 503 when the server's budget for requests in flight is spent.
 // application/x-npy: float32 (or float64) (N,3,S,S) / (3,S,S) normalized, or uint8 (N,S,S,3) /
 // (S,S,3) raw pixels.
-Images decode_npy(std::string_view body, const InputSpec& spec);
+Images decode_npy(std::string_view body, const InputSpec& spec, Reservation* mem = nullptr);
 // application/json: {"instances": X} or a bare X, X a nested list of the same shapes as NPY; an
-// (...,S,S,3) shape holds raw pixels in [0,255], an (...,3,S,S) shape normalized values.
-Images decode_json(std::string_view body, const InputSpec& spec);
+// (...,S,S,3) shape holds raw pixels in [0,255], an (...,3,S,S) shape normalized values. Parsed
+// as a stream (no document tree): 4 bytes per number held, whatever the body's size claims.
+Images decode_json(std::string_view body, const InputSpec& spec, Reservation* mem = nullptr);
 // Throws the 415 HttpError unless the Content-Type is one decode_request() takes.
 void check_content_type(std::string_view content_type);
 // Dispatches on the media type; unknown types are 415. Image types go to serve/image.h.
-Images decode_request(std::string_view content_type, std::string_view body, const InputSpec& spec);
+Images decode_request(std::string_view content_type, std::string_view body, const InputSpec& spec,
+                      Reservation* mem = nullptr);
 
 enum class ResponseType { npy, json };
 // Picks the response type from an Accept header (q-values honoured; absent, empty or */* gives

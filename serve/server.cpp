@@ -1,16 +1,12 @@
-// The HTTP side of kiln serve, over cpp-httplib 0.11.4 (Debian's libcpp-httplib). httplib runs one
-// task per connection; our task queue grows a thread per open connection (up to a bound) so that
-// /ping never waits behind busy keep-alive connections. Request threads decode bodies in parallel
-// and hand the images to the Batcher's single worker thread, which owns the model.
+// The routes of kiln serve over its HTTP server (serve/http_server.h). /ping and /metrics are
+// answered on the event loop (they read a flag and counters), so they answer whatever the model,
+// the pool or other clients are doing. POST /invocations: the body is decoded on the worker pool
+// with its memory reserved from the budget, the images go to the Batcher's single worker thread
+// (which owns the model), and the answer is encoded back on the pool.
 #include "serve/server.h"
 
-#include <sys/socket.h>
-
 #include <chrono>
-#include <condition_variable>
 #include <ctime>
-#include <deque>
-#include <httplib.h>
 
 #include "core/error.h"
 
@@ -19,72 +15,7 @@ namespace kiln::serve {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-
-// A TaskQueue that starts a thread whenever every existing one is busy (up to max_threads);
-// httplib keeps a connection's thread for as long as the connection stays open.
-class ElasticPool : public httplib::TaskQueue {
- public:
-  ElasticPool(size_t max_threads, std::function<void()> on_idle)
-      : max_threads_(std::max<size_t>(1, max_threads)), on_idle_(std::move(on_idle)) {}
-  ~ElasticPool() override { shutdown(); }
-
-  void enqueue(std::function<void()> fn) override {
-    std::lock_guard<std::mutex> lock(mu_);
-    jobs_.push_back(std::move(fn));
-    if (jobs_.size() > idle_ && threads_.size() < max_threads_)
-      threads_.emplace_back([this] { work(); });
-    else
-      cv_.notify_one();
-  }
-
-  void shutdown() override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (shut_) return;
-      shut_ = true;
-    }
-    cv_.notify_all();
-    for (auto& t : threads_) t.join();  // no enqueue() can race: the accept loop has ended
-  }
-
-  void on_idle() override {
-    if (on_idle_) on_idle_();
-  }
-
- private:
-  void work() {
-    std::unique_lock<std::mutex> lock(mu_);
-    for (;;) {
-      ++idle_;
-      cv_.wait(lock, [&] { return !jobs_.empty() || shut_; });
-      --idle_;
-      if (jobs_.empty()) return;
-      auto fn = std::move(jobs_.front());
-      jobs_.pop_front();
-      lock.unlock();
-      fn();
-      lock.lock();
-    }
-  }
-
-  const size_t max_threads_;
-  std::function<void()> on_idle_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> jobs_;
-  std::vector<std::thread> threads_;
-  size_t idle_ = 0;
-  bool shut_ = false;
-};
-
-// When the request on this connection thread started (set before its body is read).
-thread_local Clock::time_point t_request_start;
-thread_local bool t_request_started = false;
-
-void set_error(httplib::Response& res, int status, const std::string& reason) {
-  res.status = status;
-  res.set_content(reason + "\n", "text/plain");
-}
+const char* const kAttrs = "X-Amzn-SageMaker-Custom-Attributes";
 
 std::string utc_now() {
   auto now = std::chrono::system_clock::now();
@@ -101,20 +32,55 @@ std::string utc_now() {
 
 }  // namespace
 
-// httplib's Server with access to its listening socket, to raise the listen backlog from the
-// library's compiled-in 5 (Linux applies a repeated listen() to an already-listening socket).
-class Server::Http : public httplib::Server {
- public:
-  void raise_backlog(int backlog) { ::listen(svr_sock_, backlog); }
+// What a client sent, safe to log: bytes outside printable ASCII, blanks, quotes and backslashes
+// become \xHH, so a request cannot forge or split log lines; at most 256 bytes are shown.
+std::string log_escape(std::string_view s) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < 256; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c > 0x20 && c < 0x7f && c != '"' && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (s.size() > 256) out += "...";
+  return out;
+}
+
+// One /invocations request between decoding and its answer.
+struct Server::Invocation {
+  explicit Invocation(MemoryBudget* budget) : mem(budget) {}
+  Reservation mem;
+  Images images;
+  std::vector<float> log_probs;
+  ResponseType type = ResponseType::npy;
+  int64_t k = 0;
+  std::string attrs;
+  ExchangePtr ex;
 };
 
 Server::Server(ServerOptions options)
     : options_(std::move(options)),
-      http_(std::make_unique<Http>()),
+      budget_(options_.memory_budget_bytes),
       batcher_(BatcherOptions{options_.max_batch,
                               std::chrono::microseconds(options_.max_wait_ms * 1000)},
                &metrics_) {
-  setup_routes();
+  HttpServerOptions h;
+  h.host = options_.host;
+  h.port = options_.port;
+  h.max_connections = options_.max_connections;
+  h.worker_threads = options_.http_threads > 0
+                         ? options_.http_threads
+                         : std::max(2, static_cast<int>(std::thread::hardware_concurrency()));
+  h.limits.max_body_bytes = options_.max_body_bytes;
+  h.idle_timeout = std::chrono::seconds(options_.keep_alive_seconds);
+  h.header_timeout = std::chrono::milliseconds(options_.header_timeout_ms);
+  h.request_timeout = std::chrono::milliseconds(options_.request_timeout_ms);
+  h.budget = &budget_;
+  http_ = std::make_unique<HttpServer>(h, handlers());
 }
 
 Server::~Server() {
@@ -124,17 +90,8 @@ Server::~Server() {
 }
 
 int Server::bind() {
-  const int port = options_.port == 0 ? http_->bind_to_any_port(options_.host)
-                                      : (http_->bind_to_port(options_.host, options_.port)
-                                             ? options_.port
-                                             : -1);
-  if (port < 0)
-    throw Error("kiln serve: cannot listen on " + options_.host + ":" +
-                    std::to_string(options_.port),
-                "is another server using the port? choose another with --port");
-  http_->raise_backlog(1024);
-  port_ = port;
-  return port;
+  port_ = http_->bind();
+  return port_;
 }
 
 void Server::start(ModelLoader loader) {
@@ -162,10 +119,7 @@ void Server::start(ModelLoader loader) {
 }
 
 void Server::run() {
-  if (!stopping_) {
-    http_->listen_after_bind();
-  }
-  // The accept loop has ended and every connection thread has finished its request.
+  http_->run();  // returns once every request in flight has been answered
   batcher_.stop();
   if (worker_.joinable()) worker_.join();
   std::lock_guard<std::mutex> lock(load_mu_);
@@ -174,7 +128,7 @@ void Server::run() {
 
 void Server::stop() {
   stopping_ = true;
-  http_->stop();  // no effect before the accept loop runs; its idle hook then sees stopping_
+  http_->stop();
 }
 
 void Server::log_line(const std::string& line) {
@@ -184,153 +138,111 @@ void Server::log_line(const std::string& line) {
   std::fflush(options_.access_log);
 }
 
-void Server::setup_routes() {
-  Http& h = *http_;
-  h.new_task_queue = [this] {
-    return new ElasticPool(options_.max_connections, [this] {
-      if (stopping_) http_->stop();
-    });
-  };
-  h.set_idle_interval(0, 100000);  // the accept loop wakes every 100 ms to check stopping_
-  h.set_keep_alive_max_count(100000);
-  h.set_keep_alive_timeout(options_.keep_alive_seconds);
-  h.set_read_timeout(30, 0);
-  h.set_write_timeout(30, 0);
-  h.set_tcp_nodelay(true);
-  h.set_payload_max_length(options_.max_body_bytes);
+std::optional<HttpResponse> Server::check_head(const HttpRequest& req) const {
+  const std::string& p = req.path;
+  const bool get = req.method == "GET" || req.method == "HEAD";
+  std::optional<HttpResponse> r;
+  if (p == "/ping" || p == "/metrics") {
+    if (!get) r = HttpResponse::error(405, "method " + req.method + " not allowed on " + p);
+  } else if (p == "/invocations") {
+    if (req.method != "POST")
+      r = HttpResponse::error(405, "method " + req.method + " not allowed on " + p);
+    else if (!ready_)
+      r = HttpResponse::error(503, "model is loading");
+  } else {
+    r = HttpResponse::error(404, "not found: use GET /ping, POST /invocations or GET /metrics");
+  }
+  if (r && p == "/invocations" && req.has_header(kAttrs))
+    r->headers.emplace_back(kAttrs, req.header(kAttrs));
+  return r;
+}
 
-  h.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
-    t_request_start = Clock::now();
-    t_request_started = true;
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-
-  h.Get("/ping", [this](const httplib::Request&, httplib::Response& res) {
-    if (ready_) {
-      res.set_content("ok\n", "text/plain");
-      return;
-    }
-    std::lock_guard<std::mutex> lock(load_mu_);
-    set_error(res, 503, load_error_.empty() ? "model is loading" : "model failed to load");
-  });
-
-  h.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.set_content(metrics_.render(), "text/plain; version=0.0.4");
-  });
-
-  h.Post("/invocations", [this](const httplib::Request& req, httplib::Response& res,
-                                const httplib::ContentReader& reader) {
-    const char* kAttrs = "X-Amzn-SageMaker-Custom-Attributes";
-    if (req.has_header(kAttrs)) res.set_header(kAttrs, req.get_header_value(kAttrs));
-    // Read (or at least drain) the whole body so the connection stays usable after an error.
-    std::string body;
-    bool too_big = false;
-    size_t drained = 0;
-    auto sink = [&](const char* data, size_t n) {
-      if (too_big || body.size() + n > options_.max_body_bytes) {
-        too_big = true;
-        body.clear();
-        drained += n;
-        return drained < (size_t{64} << 20);
-      }
-      body.append(data, n);
-      return true;
-    };
-    bool ok = req.is_multipart_form_data()
-                  ? reader([](const httplib::MultipartFormData&) { return true; }, sink)
-                  : reader(sink);
-    if (too_big || res.status == 413) {
-      set_error(res, 413, "request body is larger than " +
-                              std::to_string(options_.max_body_bytes) + " bytes");
-      return;
-    }
-    if (!ok) {
-      set_error(res, 400, "could not read the request body");
-      return;
-    }
-    try {
-      if (!ready_) throw HttpError(503, "model is loading");
-      auto ticket = batcher_.announce();
-      const std::string content_type = req.get_header_value("Content-Type");
-      check_content_type(content_type);
-      const ResponseType type =
-          negotiate_accept(req.get_header_value("Accept"), default_response_type(content_type));
-      const int64_t classes = static_cast<int64_t>(class_names_.size());
-      int64_t k = options_.default_top_k;
-      if (type == ResponseType::json) {
-        std::string k_text = req.has_param("k") ? req.get_param_value("k")
-                                                : req.get_header_value("X-Kiln-Top-K");
-        k = parse_top_k(k_text, options_.default_top_k, classes);
-      }
-      Images images = decode_request(content_type, body, input_);
-      std::vector<float> log_probs(static_cast<size_t>(images.n * classes));
-      batcher_.infer(images.data.data(), images.n, log_probs.data(), &ticket);
-      if (type == ResponseType::npy)
-        res.set_content(encode_npy_response(log_probs.data(), images.n, classes),
-                        "application/x-npy");
-      else
-        res.set_content(
-            encode_json_response(log_probs.data(), images.n, classes, class_names_, k),
-            "application/json");
-    } catch (const HttpError& e) {
-      set_error(res, e.status(), e.what());
-    } catch (const std::exception& e) {
-      set_error(res, 500, std::string("internal error: ") + e.what());
-    }
-  });
-
-  // Errors httplib produces itself (404, 413 before the handler, malformed requests) get a
-  // one-line body too; responses that already carry a reason keep it.
-  h.set_error_handler(httplib::Server::HandlerWithResponse(
-      [this](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string reason;
-    if (res.status == 404 &&
-        (req.path == "/ping" || req.path == "/invocations" || req.path == "/metrics")) {
-      res.status = 405;
-      reason = "method " + req.method + " not allowed on " + req.path;
-    } else if (res.status == 404) {
-      reason = "not found: use GET /ping, POST /invocations or GET /metrics";
-    } else if (res.status == 413) {
-      reason = "request body is larger than " + std::to_string(options_.max_body_bytes) + " bytes";
+HttpHandlers Server::handlers() {
+  HttpHandlers h;
+  h.check_head = [this](const HttpRequest& req) { return check_head(req); };
+  h.on_pool = [](const HttpRequest& req) { return req.path == "/invocations"; };
+  h.echo_headers = {kAttrs};
+  h.handle = [this](HttpRequest& req, const ExchangePtr& ex) {
+    if (req.path == "/invocations") return invoke(req, ex);
+    HttpResponse r;
+    if (req.path == "/metrics") {
+      r.body = metrics_.render();
+      r.content_type = "text/plain; version=0.0.4";
+    } else if (ready_) {
+      r.body = "ok\n";
     } else {
-      reason = "bad request (HTTP status " + std::to_string(res.status) + ")";
+      std::lock_guard<std::mutex> lock(load_mu_);
+      r = HttpResponse::error(503, load_error_.empty() ? "model is loading" : "model failed to load");
     }
-    set_error(res, res.status, reason);
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-
-  h.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown";
-    try {
-      if (ep) std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    set_error(res, 500, "internal error: " + what);
-  });
-
-  // Metrics are recorded just before the response is written, so a client that has its answer
-  // also finds it counted in /metrics; the access log line follows the write.
-  h.set_post_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    double seconds =
-        t_request_started ? std::chrono::duration<double>(Clock::now() - t_request_start).count()
-                          : 0.0;
-    metrics_.record_request(req.path, res.status, seconds);
-  });
-
-  h.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    double seconds =
-        t_request_started ? std::chrono::duration<double>(Clock::now() - t_request_start).count()
-                          : 0.0;
-    t_request_started = false;
+    ex->respond(std::move(r));
+  };
+  // Counted just before the response is written, so a client that has its answer also finds it
+  // in /metrics.
+  h.observe = [this](const std::string& method, const std::string& path, const HttpResponse& res,
+                     const std::string& remote, double seconds) {
+    metrics_.record_request(path, res.status, seconds);
     if (!options_.access_log) return;
     char tail[96];
     std::snprintf(tail, sizeof tail, "\" %d %zu %.2fms\n", res.status, res.body.size(),
                   seconds * 1000.0);
-    log_line(utc_now() + " " + req.remote_addr + " \"" + req.method + " " + req.path + tail);
-  });
+    log_line(utc_now() + " " + remote + " \"" + (method.empty() ? "-" : log_escape(method)) + " " +
+             (path.empty() ? "-" : log_escape(path)) + tail);
+  };
+  return h;
+}
+
+void Server::invoke(HttpRequest& req, const ExchangePtr& ex) {
+  auto inv = std::make_shared<Invocation>(&budget_);
+  inv->ex = ex;
+  inv->attrs = req.header(kAttrs);
+  try {
+    if (!ready_) throw HttpError(503, "model is loading");
+    auto ticket = batcher_.announce();
+    const std::string content_type = req.header("Content-Type");
+    check_content_type(content_type);
+    inv->type = negotiate_accept(req.header("Accept"), default_response_type(content_type));
+    const int64_t classes = static_cast<int64_t>(class_names_.size());
+    if (inv->type == ResponseType::json) {
+      const std::optional<std::string> k = req.param("k");
+      inv->k = parse_top_k(k ? *k : req.header("X-Kiln-Top-K"), options_.default_top_k, classes);
+    }
+    inv->images = decode_request(content_type, req.body, input_, &inv->mem);
+    req.body = std::string();
+    const int64_t n = inv->images.n;
+    inv->mem.add(static_cast<size_t>(n * classes) * sizeof(float) * 3, "the answer");
+    inv->log_probs.resize(static_cast<size_t>(n * classes));
+    batcher_.submit({inv->images.data.data(), n, inv->log_probs.data(), ex->cancel_flag(),
+                     [this, inv](const std::string& error) {
+                       http_->post([this, inv, error] { finish(inv, error); });
+                     }},
+                    &ticket);
+  } catch (const HttpError& e) {
+    HttpResponse r = HttpResponse::error(e.status(), e.what());
+    if (!inv->attrs.empty()) r.headers.emplace_back(kAttrs, inv->attrs);
+    ex->respond(std::move(r));
+  }
+}
+
+void Server::finish(const std::shared_ptr<Invocation>& inv, const std::string& error) {
+  HttpResponse r;
+  if (!error.empty()) {
+    r = HttpResponse::error(500, "inference failed: " + error);
+  } else {
+    try {
+      const int64_t n = inv->images.n, classes = static_cast<int64_t>(class_names_.size());
+      if (inv->type == ResponseType::npy) {
+        r.body = encode_npy_response(inv->log_probs.data(), n, classes);
+        r.content_type = "application/x-npy";
+      } else {
+        r.body = encode_json_response(inv->log_probs.data(), n, classes, class_names_, inv->k);
+        r.content_type = "application/json";
+      }
+    } catch (const std::exception& e) {
+      r = HttpResponse::error(500, std::string("internal error: ") + e.what());
+    }
+  }
+  if (!inv->attrs.empty()) r.headers.emplace_back(kAttrs, inv->attrs);
+  inv->ex->respond(std::move(r));
 }
 
 }  // namespace kiln::serve

@@ -1,7 +1,9 @@
 // kiln's HTTP inference server (SageMaker's container contract): GET /ping, POST /invocations,
-// GET /metrics. It knows nothing of the engine: the caller supplies a loader that returns the
-// class names, the input normalization and a predictor callback. The loader runs on the batch
-// worker thread, which then owns the model; /ping answers 503 until it has returned.
+// GET /metrics, over serve/http_server.h. It knows nothing of the engine: the caller supplies a
+// loader that returns the class names, the input normalization and a predictor callback. The
+// loader runs on the batch worker thread, which then owns the model; /ping answers 503 until it
+// has returned. /ping and /metrics are answered on the event loop, /invocations decoded on the
+// worker pool, batched on the model's thread and encoded back on the pool.
 // Lifecycle: bind() -> start(loader) -> run() (blocks) ... stop() from any thread (not from a
 // signal handler): stop accepting, finish in-flight requests, stop the worker, return.
 #pragma once
@@ -12,12 +14,15 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "serve/batcher.h"
+#include "serve/budget.h"
 #include "serve/codec.h"
+#include "serve/http_server.h"
 #include "serve/metrics.h"
 
 namespace kiln::serve {
@@ -29,9 +34,14 @@ struct ServerOptions {
   int64_t max_wait_ms = 2;              // longest a queued request waits for company
   size_t max_body_bytes = 6u << 20;     // SageMaker's 6 MiB; larger bodies are 413
   int64_t default_top_k = 5;            // JSON answers
-  size_t max_connections = 512;         // HTTP threads (one per open connection)
-  int keep_alive_seconds = 5;           // idle keep-alive connections are closed after this (also
-                                        // bounds how long a shutdown waits for idle connections)
+  size_t max_connections = 1024;        // open connections held (the longest-idle one is closed
+                                        // to make room for a new one)
+  int http_threads = 0;                 // decode/encode threads; 0: max(2, cores)
+  size_t memory_budget_bytes = size_t{512} << 20;  // bodies, decoded inputs and images in flight;
+                                                   // past it requests are 503 + Retry-After
+  int keep_alive_seconds = 5;           // idle keep-alive connections are closed after this
+  int header_timeout_ms = 10000;        // a request's head must arrive within this
+  int request_timeout_ms = 30000;       // ... and its head and body within this
   std::FILE* access_log = stdout;       // one line per request; nullptr: none
 };
 
@@ -62,16 +72,21 @@ class Server {
   bool ready() const { return ready_; }
   int port() const { return port_; }
   std::string metrics_text() const { return metrics_.render(); }
+  size_t memory_in_use() const { return budget_.in_use(); }
 
  private:
-  class Http;
-  void setup_routes();
+  struct Invocation;
+  HttpHandlers handlers();
+  std::optional<HttpResponse> check_head(const HttpRequest& req) const;
+  void invoke(HttpRequest& req, const ExchangePtr& ex);
+  void finish(const std::shared_ptr<Invocation>& inv, const std::string& error);
   void log_line(const std::string& line);
 
   ServerOptions options_;
-  std::unique_ptr<Http> http_;
   Metrics metrics_;
+  MemoryBudget budget_;
   Batcher batcher_;
+  std::unique_ptr<HttpServer> http_;  // after batcher_: destroyed first, its pool may submit
   std::thread worker_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -95,7 +96,15 @@ int run_serve(const std::vector<std::string>& argv) {
   a.option("--max-wait-ms", "M",
            "longest a request waits for others to join its batch (only while more are arriving)",
            "2");
-  a.option("--max-connections", "N", "most open HTTP connections served at once", "512");
+  a.option("--max-connections", "N",
+           "most open HTTP connections held (at the bound the longest-idle one is closed)", "1024");
+  a.option("--memory-budget-mb", "MB",
+           "memory for requests in flight (bodies, decoded inputs); past it requests are 503",
+           "512");
+  a.option("--header-timeout-ms", "MS", "a request's head must arrive within this", "10000");
+  a.option("--request-timeout-ms", "MS", "a request's head and body must arrive within this",
+           "30000");
+  a.option("--http-threads", "N", "threads decoding and encoding requests (0: max(2, cores))", "0");
   a.flag("--no-access-log", "do not print a line per request on stdout");
   if (!a.parse(argv)) return 0;
 
@@ -105,6 +114,11 @@ int run_serve(const std::vector<std::string>& argv) {
   o.max_batch = a.get_int("--max-batch");
   o.max_wait_ms = a.get_int("--max-wait-ms");
   o.max_connections = static_cast<size_t>(a.get_int("--max-connections"));
+  const int64_t budget_mb = a.get_int("--memory-budget-mb");
+  o.memory_budget_bytes = static_cast<size_t>(std::max<int64_t>(budget_mb, 0)) << 20;
+  o.header_timeout_ms = static_cast<int>(a.get_int("--header-timeout-ms"));
+  o.request_timeout_ms = static_cast<int>(a.get_int("--request-timeout-ms"));
+  o.http_threads = static_cast<int>(a.get_int("--http-threads"));
   o.access_log = a.has("--no-access-log") ? nullptr : stdout;
   const int threads = static_cast<int>(a.get_int("--threads"));
   const std::string dir = a.get("--model-dir");
@@ -113,6 +127,12 @@ int run_serve(const std::vector<std::string>& argv) {
   if (o.max_wait_ms < 0) kiln::fail("--max-wait-ms", "0 or more", a.get("--max-wait-ms"));
   if (threads < 0) kiln::fail("--threads", "0 (all cores) or more", a.get("--threads"));
   if (o.max_connections < 1) kiln::fail("--max-connections", "at least 1", a.get("--max-connections"));
+  if (budget_mb < 16) kiln::fail("--memory-budget-mb", "at least 16", a.get("--memory-budget-mb"));
+  if (o.header_timeout_ms < 1)
+    kiln::fail("--header-timeout-ms", "at least 1", a.get("--header-timeout-ms"));
+  if (o.request_timeout_ms < o.header_timeout_ms)
+    kiln::fail("--request-timeout-ms", "at least --header-timeout-ms", a.get("--request-timeout-ms"));
+  if (o.http_threads < 0) kiln::fail("--http-threads", "0 (auto) or more", a.get("--http-threads"));
   if (a.has("--isa")) kiln::force_isa(kiln::parse_isa(a.get("--isa")));
 
   // SIGTERM/SIGINT are taken by one thread with sigwait(); every thread started from here on
