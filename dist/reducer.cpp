@@ -12,6 +12,7 @@
 #include <unordered_map>
 
 #include "core/error.h"
+#include "core/parse.h"
 
 namespace kiln::dist {
 
@@ -42,7 +43,7 @@ struct GradReducer::Impl {
   std::mutex mu;
   std::condition_variable cv;
   int64_t step_serial = 0;
-  bool in_step = false, stop = false, broken = false, buffers_packed = false;
+  bool in_step = false, stop = false, broken = false, buffers_packed = false, in_collective = false;
   std::exception_ptr error;
   float weight = 1;
   ReducerStats stats;
@@ -85,6 +86,7 @@ struct GradReducer::Impl {
       for (Bucket& b : buckets) {
         cv.wait(lk, [&] { return stop || b.ready; });
         if (stop) return;
+        in_collective = true;
         lk.unlock();
         const auto t0 = Clock::now();
         std::exception_ptr failed;
@@ -96,6 +98,7 @@ struct GradReducer::Impl {
         const double dt = seconds_since(t0);
         lk.lock();
         stats.comm_s += dt;
+        in_collective = false;
         b.done = true;
         if (failed && !error) error = failed;
         cv.notify_all();
@@ -139,17 +142,21 @@ GradReducer::GradReducer(NamedTensors params, NamedTensors buffers, AllreduceFn 
 
 GradReducer::~GradReducer() {
   Impl& m = *impl_;
+  bool stuck = false;
   {
-    std::lock_guard<std::mutex> lock(m.mu);
+    std::unique_lock<std::mutex> lk(m.mu);
     m.stop = true;
     m.cv.notify_all();
+    if (m.broken) stuck = !m.cv.wait_for(lk, std::chrono::seconds(5), [&] { return !m.in_collective; });
   }
-  // A thread stuck inside a collective that timed out cannot be joined; the process is about to
-  // abort the MPI job anyway.
-  if (m.broken)
-    m.thread.detach();
-  else
+  if (!stuck) {
     m.thread.join();
+    return;
+  }
+  // A thread still inside a collective that timed out cannot be joined: it keeps its state (left
+  // allocated on purpose) while the process aborts the MPI job.
+  m.thread.detach();
+  (void)impl_.release();
 }
 
 void GradReducer::begin_step(double weight) {
@@ -202,7 +209,7 @@ void GradReducer::finish_step() {
         m.broken = true;
         throw Error("gradient allreduce: bucket " + std::to_string(i + 1) + " of " +
                         std::to_string(m.buckets.size()) + " did not complete within " +
-                        std::to_string(static_cast<int64_t>(m.opt.timeout_s)) +
+                        format_double(m.opt.timeout_s) +
                         " s: another rank is stuck, has died or cannot be reached",
                     "see the other ranks' output; --dist-timeout sets this limit");
       }
