@@ -82,7 +82,9 @@ std::vector<std::string> given_args(const Args& a) {
 
 int run_container(const Args& a, const fs::path& root) {
   try {
-    std::printf("kiln train: SageMaker training container, /opt/ml root %s\n", root.string().c_str());
+    const char* rank_env = std::getenv("OMPI_COMM_WORLD_RANK");
+    const bool quiet_rank = rank_env && std::string(rank_env) != "0";  // only rank 0 of mpirun's job talks
+    if (!quiet_rank) std::printf("kiln train: SageMaker training container, /opt/ml root %s\n", root.string().c_str());
     std::vector<std::string> notes;
     kiln::train::TrainOptions o = kiln::train::container_options(root, given_values(a), &notes);
     const kiln::train::ContainerInputs in = kiln::train::read_container_inputs(root);
@@ -94,7 +96,7 @@ int run_container(const Args& a, const fs::path& root) {
       return kiln::dist::run_sagemaker_host(in, lo);
     }
     const bool rank = kiln::dist::launched_by_mpirun();
-    if (!rank || std::getenv("OMPI_COMM_WORLD_RANK") == std::string("0"))
+    if (!quiet_rank)
       for (const auto& n : notes) std::printf("%s\n", n.c_str());
     return rank ? run_rank(o, &root) : kiln::train::run_training(o).exit_code;
   } catch (const kiln::Error& e) {
