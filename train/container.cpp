@@ -85,6 +85,10 @@ ContainerInputs read_container_inputs(const fs::path& root) {
       }
     }
   }
+  if (in.distributed() && in.training_sharded_by_s3_key)
+    fail((config / "inputdataconfig.json").string() + ": channel \"training\" S3DistributionType",
+         "FullyReplicated for a job on several hosts (kiln's ranks share out the records by index)", "ShardedByS3Key",
+         "give the training channel distribution='FullyReplicated'; kiln cannot yet train on per-host shards");
   in.training = root / "input" / "data" / "training";
   if (!fs::is_directory(in.training))
     fail("training channel " + in.training.string(), "a directory with the dataset", "nothing",

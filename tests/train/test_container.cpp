@@ -152,12 +152,19 @@ TEST_CASE("container inputs: training channel, hosts, no Pipe mode; failure file
                          R"({"current_host": "algo-2", "hosts": ["algo-2", "algo-1"], "network_interface_name": "eth0"})");
   kiln::test::write_text(root / "input/config/inputdataconfig.json",
                          R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}})");
+  CHECK_THROWS_WITH(read_container_inputs(root), doctest::Contains("FullyReplicated for a job on several hosts"));
+  kiln::test::write_text(root / "input/config/inputdataconfig.json",
+                         R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}})");
   in = read_container_inputs(root);
   CHECK(in.distributed());
   CHECK(in.hosts == std::vector<std::string>{"algo-1", "algo-2"});  // sorted: algo-1 leads
   CHECK(in.current_host == "algo-2");
   CHECK(in.network_interface_name == "eth0");
-  CHECK(in.training_sharded_by_s3_key);
+  CHECK_FALSE(in.training_sharded_by_s3_key);
+  kiln::test::write_text(root / "input/config/resourceconfig.json", R"({"current_host": "algo-1", "hosts": ["algo-1"]})");
+  kiln::test::write_text(root / "input/config/inputdataconfig.json",
+                         R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}})");
+  CHECK(read_container_inputs(root).training_sharded_by_s3_key);  // one host has every shard: fine
   kiln::test::write_text(root / "input/config/inputdataconfig.json",
                          R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "Sharded"}})");
   CHECK_THROWS_WITH(read_container_inputs(root), doctest::Contains("FullyReplicated or ShardedByS3Key"));
