@@ -3,6 +3,7 @@
 // unbatched ones), parallel clients, /metrics, and stop() draining in-flight requests.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <future>
@@ -423,7 +424,7 @@ TEST_CASE("/metrics is Prometheus text with requests by code, latency and batch 
   CHECK(m.find("# TYPE kiln_http_requests_total counter") != std::string::npos);
 }
 
-TEST_CASE("the access log has one line per request") {
+TEST_CASE("the access log has one line per request, with what the client sent escaped") {
   fs::path dir = fresh_dir("accesslog");
   std::FILE* f = std::fopen((dir / "access.log").c_str(), "w");
   REQUIRE(f);
@@ -435,12 +436,18 @@ TEST_CASE("the access log has one line per request") {
     auto c = client(s.port());
     c.Post("/invocations", fixture("batch4_f32.npy"), "application/x-npy");
     c.Get("/nope");
+    raw_request(s.port(), "GET /%0a2026-01-01T00:00:00.000Z%20127.0.0.1%20%22POST%20/invocations%22%20200"
+                          " HTTP/1.1\r\nConnection: close\r\n\r\n");
   }
   std::fclose(f);
   std::string log = read_bytes(dir / "access.log");
   CHECK(log.find("\"POST /invocations\" 200 ") != std::string::npos);
   CHECK(log.find("\"GET /nope\" 404 ") != std::string::npos);
   CHECK(log.find("127.0.0.1") != std::string::npos);
+  // A decoded path with a newline, a quote and a forged line cannot split or forge log lines.
+  CHECK(std::count(log.begin(), log.end(), '\n') == 4);  // with wait_ready's /ping
+  CHECK(log.find("\"GET /\\x0a2026-01-01T00:00:00.000Z\\x20") != std::string::npos);
+  CHECK(log.find("\\x22") != std::string::npos);
   fs::remove_all(dir);
 }
 
