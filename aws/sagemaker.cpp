@@ -36,6 +36,13 @@ json create_training_job_body(const TrainingJobSpec& s) {
   json metrics = json::array();
   for (const auto& [n, re] : s.metric_definitions) metrics.push_back({{"Name", n}, {"Regex", re}});
   json stop = {{"MaxRuntimeInSeconds", s.max_run_s}};
+  auto channel = [](const std::string& name, const std::string& uri) {
+    return json{{"ChannelName", name},
+                {"DataSource",
+                 {{"S3DataSource",
+                   {{"S3DataType", "S3Prefix"}, {"S3Uri", uri}, {"S3DataDistributionType", "FullyReplicated"}}}}},
+                {"InputMode", "File"}};
+  };
   if (s.spot) stop["MaxWaitTimeInSeconds"] = s.max_wait_s;
   json b = {
       {"TrainingJobName", s.job_name},
@@ -43,14 +50,7 @@ json create_training_job_body(const TrainingJobSpec& s) {
       {"AlgorithmSpecification",
        {{"TrainingImage", s.image_uri}, {"TrainingInputMode", "File"}, {"MetricDefinitions", metrics}}},
       {"HyperParameters", hp},
-      {"InputDataConfig",
-       json::array({{{"ChannelName", "training"},
-                     {"DataSource",
-                      {{"S3DataSource",
-                        {{"S3DataType", "S3Prefix"},
-                         {"S3Uri", s.input_s3_uri},
-                         {"S3DataDistributionType", "FullyReplicated"}}}}},
-                     {"InputMode", "File"}}})},
+      {"InputDataConfig", json::array({channel("training", s.input_s3_uri)})},
       {"OutputDataConfig", {{"S3OutputPath", s.output_s3_uri}}},
       {"ResourceConfig",
        {{"InstanceType", s.instance_type},
@@ -59,6 +59,7 @@ json create_training_job_body(const TrainingJobSpec& s) {
       {"StoppingCondition", stop},
       {"EnableManagedSpotTraining", s.spot},
   };
+  if (!s.pretrained_s3_uri.empty()) b["InputDataConfig"].push_back(channel("pretrained", s.pretrained_s3_uri));
   if (metrics.empty()) b["AlgorithmSpecification"].erase("MetricDefinitions");
   if (!s.checkpoint_s3_uri.empty())
     b["CheckpointConfig"] = {{"S3Uri", s.checkpoint_s3_uri}, {"LocalPath", s.checkpoint_local_path}};

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "aws/ecr.h"
 #include "aws/logs.h"
 #include "aws/s3.h"
 #include "aws/sagemaker.h"
@@ -74,6 +75,9 @@ static void moto_env(ScopedEnv& env) {
   env.set("AWS_SECRET_ACCESS_KEY", m.secret);
   env.set("AWS_REGION", "us-east-1");
   env.set("AWS_ENDPOINT_URL", m.url);
+  // No test downloads torchvision's weights: `sagemaker train/run` start from random weights
+  // unless a test asks for --pretrained itself.
+  env.set("KILN_SAGEMAKER_PRETRAINED", "none");
 }
 
 TEST_CASE("kiln s3 mb/cp/ls/rm against moto, and --dry-run masks secrets") {
@@ -235,8 +239,14 @@ TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against mo
   sagemaker_env(env, rt);
   std::string out;
   REQUIRE(run_kiln({"s3", "mb", "s3://kiln-e2e"}, out) == 0);
-  int rc = run_kiln(run_args("kiln-e2e-ok", data), out);
+  TempDir weights_dir;
+  const std::filesystem::path weights = weights_dir / "my-resnet34.pth";
+  kiln::write_file_atomic(weights, std::string(70000, 'w'));
+  std::vector<std::string> args = run_args("kiln-e2e-ok", data);
+  args.insert(args.end(), {"--pretrained", weights.string()});
+  int rc = run_kiln(args, out);
   CHECK_MESSAGE(rc == 0, out);
+  CHECK_MESSAGE(has(out, "pretrained: uploaded " + weights.string() + " to s3://kiln-e2e/kiln/pretrained/my-resnet34.pth"), out);
   for (const char* s : {"== upload", "uploaded 5 files to s3://kiln-e2e/kiln/data/cifar100", "created training job kiln-e2e-ok",
                         "training job kiln-e2e-ok: Completed", "created endpoint kiln-e2e-ok-e-", "endpoint kiln-e2e-ok-e-",": InService",
                         "deleted endpoint kiln-e2e-ok", "deleted endpoint config kiln-e2e-ok", "deleted model kiln-e2e-ok"})
@@ -259,6 +269,20 @@ TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against mo
   CHECK(job["CheckpointConfig"]["S3Uri"] == "s3://kiln-e2e/kiln/checkpoints/kiln-e2e-ok");
   CHECK(job["StoppingCondition"]["MaxWaitTimeInSeconds"] == 172800);
   CHECK(S3Client(cfg).get_object("kiln-e2e", "kiln/data/cifar100/test.bin") == kiln::read_file(data.dir / "test.bin"));
+  // the weights: uploaded once, given to the job as its `pretrained` channel, named in its hyperparameters
+  CHECK(S3Client(cfg).get_object("kiln-e2e", "kiln/pretrained/my-resnet34.pth") == kiln::read_file(weights));
+  CHECK(job["HyperParameters"]["pretrained"] == "/opt/ml/input/data/pretrained/my-resnet34.pth");
+  std::map<std::string, std::string> channels;
+  for (const auto& c : job["InputDataConfig"])
+    channels[c["ChannelName"]] = c["DataSource"]["S3DataSource"]["S3Uri"];
+  CHECK(channels["training"] == "s3://kiln-e2e/kiln/data/cifar100");
+  CHECK(channels["pretrained"] == "s3://kiln-e2e/kiln/pretrained/my-resnet34.pth");
+  rc = run_kiln({"sagemaker", "train", "--no-wait", "--job-name", "kiln-e2e-ok-2", "--pretrained", weights.string()}, out);
+  CHECK_MESSAGE(rc == 0, out);
+  CHECK_MESSAGE(has(out, "pretrained: s3://kiln-e2e/kiln/pretrained/my-resnet34.pth is in S3 already"), out);
+  CHECK_FALSE(has(out, "pretrained: uploaded"));
+  CHECK(run_kiln({"sagemaker", "train", "--no-wait", "--job-name", "kiln-e2e-ok-3", "--pretrained", "resnet34.pth"}, out) == 1);
+  CHECK_MESSAGE(has(out, "--pretrained: expected imagenet, none or a weights file"), out);
 }
 
 TEST_CASE("kiln sagemaker run deletes the endpoint when predict fails") {
@@ -296,7 +320,10 @@ TEST_CASE("kiln sagemaker run --dry-run prints every request, secrets masked, an
   sagemaker_env(env, rt);
   std::string out;
   CHECK_MESSAGE(run_kiln({"sagemaker", "run", "--dry-run", "--job-name", "kiln-e2e-dry", "--data-dir",
-                          data.dir.path().string(), "--spot", "false"}, out) == 0, out);
+                          data.dir.path().string(), "--spot", "false", "--pretrained", "imagenet"}, out) == 0, out);
+  // the default start: torchvision's file for the arch, as the job's pretrained channel
+  CHECK_MESSAGE(has(out, "would upload resnet34-b627a593.pth to s3://kiln-e2e/kiln/pretrained/resnet34-b627a593.pth"), out);
+  CHECK_MESSAGE(has(out, "\"ChannelName\":\"pretrained\""), out);
   for (const char* s : {"X-Amz-Target: SageMaker.CreateTrainingJob", "X-Amz-Target: SageMaker.CreateEndpoint",
                         "X-Amz-Target: SageMaker.DeleteEndpoint", "/endpoints/kiln-e2e-dry-e-",
                         "\"EnableManagedSpotTraining\":false", "Signature=****", "\"Name\":\"val_acc\"",
@@ -321,14 +348,53 @@ TEST_CASE("kiln sagemaker check: credentials, region, role, bucket") {
                                      m.secret + " KilnCheckRole sagemaker s3", role) == 0);
   role.erase(role.find_last_not_of('\n') + 1);
   REQUIRE(run_kiln({"s3", "mb", "s3://kiln-check"}, out) == 0);
-  int rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-check", "--image", "img:1"}, out);
+  // the image: in ECR (moto's account 123456789012) with a Docker v2 manifest, as SageMaker needs
+  const std::string ecr = "123456789012.dkr.ecr.us-east-1.amazonaws.com/kiln-check-repo";
+  auto put_image = [&](const std::string& tag, const std::string& media_type) {
+    std::string digest;
+    REQUIRE(kiln_test::run_capture("python3 " + kiln_test::helper_script() + " ecr-put-image " + m.url + " " + m.key +
+                                       " " + m.secret + " kiln-check-repo " + tag + " " + media_type,
+                                   digest) == 0);
+    return digest.substr(0, digest.find('\n'));
+  };
+  {
+    ClientConfig cfg;
+    cfg.region = "us-east-1";
+    cfg.endpoint_url = m.url;
+    cfg.credentials = CredentialChain::fixed({m.key, m.secret, "", {}, "moto"});
+    EcrClient(cfg).create_repository("kiln-check-repo");
+  }
+  const std::string digest = put_image("1", "application/vnd.docker.distribution.manifest.v2+json");
+  put_image("oci", "application/vnd.oci.image.manifest.v1+json");
+  int rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-check", "--image", ecr + ":1"}, out);
   CHECK_MESSAGE(rc == 0, out);
   CHECK(has(out, "all checks passed"));
   CHECK(has(out, "AKIA"));
   CHECK_FALSE(has(out, m.secret));
-  rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-no-such-bucket", "--image", "img:1"}, out);
+  CHECK_MESSAGE(has(out, "[ ok ] image " + ecr + ":1 is in ECR (" + digest + ", Docker v2 manifest)"), out);
+  CHECK_MESSAGE(has(out, "'ml.c5.9xlarge for spot training job usage' >= 1"), out);
+  CHECK_MESSAGE(has(out, "'ml.c4.8xlarge for endpoint usage' >= 1"), out);
+  CHECK_MESSAGE(has(out, "iam:PassRole"), out);
+  // by digest too
+  rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-check", "--image", ecr + "@" + digest}, out);
+  CHECK_MESSAGE(rc == 0, out);
+  rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-no-such-bucket", "--image", ecr + ":1"}, out);
   CHECK(rc == 1);
   CHECK(has(out, "does not exist"));
+  // images SageMaker could not run: each a FAIL line saying why
+  const std::pair<std::string, std::string> bad[] = {
+      {ecr + ":2", "not in ECR (no tag 2 in repository kiln-check-repo"},
+      {"123456789012.dkr.ecr.us-east-1.amazonaws.com/no-such-repo:1", "not in ECR"},
+      {ecr + ":oci", "its manifest is application/vnd.oci.image.manifest.v1+json; SageMaker needs"},
+      {"123456789012.dkr.ecr.eu-west-1.amazonaws.com/kiln-check-repo:1", "is in region eu-west-1, the jobs run in us-east-1"},
+      {"registry.example.com/kiln:1", "not an ECR image"},
+  };
+  for (const auto& [image, why] : bad) {
+    rc = run_kiln({"sagemaker", "check", "--role-arn", role, "--bucket", "kiln-check", "--image", image}, out);
+    CHECK_MESSAGE(rc == 1, image << ":\n" << out);
+    CHECK_MESSAGE(has(out, "[FAIL] image " + image), out);
+    CHECK_MESSAGE(has(out, why), image << ":\n" << out);
+  }
 }
 
 // ---- the default bucket, the STS account, training logs and times (issue 8)
@@ -630,4 +696,58 @@ TEST_CASE("kiln sagemaker deploy: Ctrl-C while the endpoint is Creating deletes 
       CHECK_MESSAGE(has(out, "kiln sagemaker delete --region us-east-1 --endpoint-name " + endpoint + " --endpoint-config-name kiln-int-c-"), out);
     }
   }
+}
+
+// ---- the hints for what most often stops a first job on a new account (issue 8)
+
+// A SageMaker stand-in that refuses CreateTrainingJob and CreateEndpoint as AWS does on an account
+// without quota, or for a caller without iam:PassRole; models and configs are accepted.
+struct RefusingSageMaker {
+  kiln_test::LocalServer s;
+  std::string train_code, train_message, endpoint_code, endpoint_message;
+  RefusingSageMaker() {
+    s.svr.Post("/", [this](const httplib::Request& req, httplib::Response& res) {
+      const std::string target = req.get_header_value("X-Amz-Target");
+      auto refuse = [&](const std::string& code, const std::string& message) {
+        res.status = 400;
+        res.set_content(nlohmann::json({{"__type", code}, {"message", message}}).dump(), "application/x-amz-json-1.1");
+      };
+      if (target == "SageMaker.CreateTrainingJob") refuse(train_code, train_message);
+      else if (target == "SageMaker.CreateEndpoint") refuse(endpoint_code, endpoint_message);
+      else if (target == "SageMaker.DescribeEndpoint" || target == "SageMaker.DeleteEndpoint")
+        refuse("ValidationException", "Could not find endpoint");
+      else res.set_content("{}", "application/x-amz-json-1.1");
+    });
+    s.start();
+  }
+};
+
+TEST_CASE("kiln sagemaker: a refused create names the quota to raise, or the missing iam:PassRole") {
+  RefusingSageMaker sm;
+  sm.train_code = "ResourceLimitExceeded";
+  sm.train_message = "The account-level service limit 'ml.c5.9xlarge for spot training job usage' is 0 Instances";
+  sm.endpoint_code = "AccessDeniedException";
+  sm.endpoint_message = "User: arn:aws:iam::123456789012:user/dev is not authorized to perform: iam:PassRole on resource: "
+                        "arn:aws:iam::123456789012:role/KilnRole";
+  ScopedEnv env;
+  moto_env(env);
+  env.set("AWS_ENDPOINT_URL_SAGEMAKER", sm.s.url());
+  const std::string role = "arn:aws:iam::123456789012:role/KilnRole";
+  std::string out;
+  int rc = run_kiln({"sagemaker", "train", "--job-name", "kiln-quota", "--role-arn", role, "--image", "img:1",
+                     "--bucket", "kiln-quota-bucket"}, out);
+  CHECK(rc == 1);
+  CHECK_MESSAGE(has(out, "quota 'ml.c5.9xlarge for spot training job usage' is too low"), out);
+  CHECK_MESSAGE(has(out, "or --spot false ('ml.c5.9xlarge for training job usage')"), out);
+  rc = run_kiln({"sagemaker", "deploy", "--endpoint-name", "kiln-passrole", "--role-arn", role, "--image", "img:1",
+                 "--model-data", "s3://b/model.tar.gz"}, out);
+  CHECK(rc == 1);
+  CHECK_MESSAGE(has(out, "needs iam:PassRole on the execution role " + role), out);
+  CHECK_MESSAGE(has(out, "deleted model kiln-passrole-m-"), out);  // what deploy made before the refusal is gone
+  sm.endpoint_code = "ResourceLimitExceeded";
+  sm.endpoint_message = "The account-level service limit 'ml.c4.8xlarge for endpoint usage' is 0 Instances";
+  rc = run_kiln({"sagemaker", "deploy", "--endpoint-name", "kiln-quota-e", "--role-arn", role, "--image", "img:1",
+                 "--model-data", "s3://b/model.tar.gz"}, out);
+  CHECK(rc == 1);
+  CHECK_MESSAGE(has(out, "quota 'ml.c4.8xlarge for endpoint usage' is too low"), out);
 }
