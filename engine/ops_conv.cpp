@@ -102,7 +102,7 @@ int64_t sample_offset(int block, bool nhwc, int64_t C, int64_t H, int64_t W, int
 
 // The plan when the small-map path applies to this call, else nullptr (oneDNN's path runs).
 std::shared_ptr<SmallConvPlan> small_plan(const Tensor& x, const Tensor& w, bool has_bias, int64_t stride,
-                                          int64_t padding) {
+                                          int64_t padding, bool training) {
   if (g_conv_path == ConvPath::padded || has_bias) return nullptr;
   const int64_t N = x.dim(0), IC = x.dim(1), H = x.dim(2), W = x.dim(3), OC = w.dim(0), K = w.dim(2);
   if (K < 2 || H * W > 4) return nullptr;
@@ -119,9 +119,11 @@ std::shared_ptr<SmallConvPlan> small_plan(const Tensor& x, const Tensor& w, bool
       int64_t kw = ww - ow * stride + padding;
       if (kw < 0 || kw >= K) return nullptr;
     }
-  // At small batches the product is bound by reading M, which on a 2x2 map is 16/9 the size of
-  // the weights: there oneDNN's padded convolution reads less (measured at batch 1).
-  if (N < 16 && IC * H * W * OC * OH * OW > IC * OC * K * K) return nullptr;
+  // At small inference batches the product is bound by reading M, which on a 2x2 map is 16/9 the
+  // size of the weights: there oneDNN's padded convolution reads less (measured at batch 1).
+  // Training always takes this path: on AVX2 oneDNN's jit backward-weights kernels reject 3x3
+  // convs on 2x2 maps, and its gemm fallback reorders activations and weights every step.
+  if (!training && N < 16 && IC * H * W * OC * OH * OW > IC * OC * K * K) return nullptr;
   const memory::desc& xmd = x.impl()->md;
   bool nhwc = false;
   const int block = layout_block(xmd, {N, IC, H, W}, &nhwc);
@@ -415,7 +417,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
   if (has_bias) KILN_ASSERT(bias.numel() == weight.dim(0) && bias.is_plain(), "conv2d bias");
 
   bool record = autograd::should_record({&x, &weight, &bias});
-  if (auto small = small_plan(x, weight, has_bias, stride, padding))
+  if (auto small = small_plan(x, weight, has_bias, stride, padding, record))
     return small_conv_forward(x, weight, bias, std::move(small), record);
   auto prims = get_prims(x, weight, has_bias, stride, padding, record);
   const auto& pd = prims->fwd_pd;

@@ -14,8 +14,12 @@
 using namespace kiln;
 
 TEST_CASE("steady-state resnet18 training step: no reorder, no new primitive, no ref impl") {
+  // Training takes the small-map path at every batch size (inference only from batch 16 on
+  // 2x2 maps): a small batch and the usual one.
+  int64_t n = 0;
+  SUBCASE("batch 4") { n = 4; }
+  SUBCASE("batch 16") { n = 16; }
   models::Classifier clf({"resnet18", 10}, 1);
-  const int64_t n = 16;  // the small-map path takes 2x2 maps from batch 16 (engine/ops_conv.cpp)
   std::vector<float> images(static_cast<size_t>(n * 3 * 32 * 32));
   for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>((i * 7919) % 255) / 255.0f - 0.5f;
   std::vector<int64_t> labels(static_cast<size_t>(n));
