@@ -2,9 +2,15 @@
 #include "engine/cpu.h"
 
 #include <omp.h>
+#include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <fstream>
+#include <set>
+#include <string>
+#include <utility>
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "core/error.h"
@@ -78,8 +84,31 @@ const char* isa_name(Isa isa) {
   return "?";
 }
 
+int default_num_threads() {
+  if (const char* e = std::getenv("OMP_NUM_THREADS"); e && *e) {
+    char* end = nullptr;
+    long v = std::strtol(e, &end, 10);
+    if (end != e && v > 0 && v <= 4096) return static_cast<int>(v);
+  }
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) != 0) return std::max(1, omp_get_num_procs());
+  // A core is its package and core id; a CPU whose topology cannot be read counts as a core.
+  std::set<std::pair<std::string, std::string>> cores;
+  int unknown = 0;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &set)) continue;
+    const std::string dir = "/sys/devices/system/cpu/cpu" + std::to_string(cpu) + "/topology/";
+    std::ifstream pkg(dir + "physical_package_id"), core(dir + "core_id");
+    std::string p, c;
+    if (pkg >> p && core >> c) cores.emplace(p, c);
+    else ++unknown;
+  }
+  return std::max(1, static_cast<int>(cores.size()) + unknown);
+}
+
 void set_num_threads(int n) {
-  if (n <= 0) n = omp_get_num_procs();
+  if (n <= 0) n = default_num_threads();
   omp_set_num_threads(n);
 }
 

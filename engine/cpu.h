@@ -19,7 +19,12 @@ void force_isa(Isa isa, bool cap_onednn = true);
 Isa parse_isa(const std::string& name);  // "scalar"|"avx2"|"avx512"; throws kiln::Error otherwise
 const char* isa_name(Isa isa);
 
-void set_num_threads(int n);        // OpenMP threads for kiln and oneDNN (0 = all cores)
+// OpenMP threads for kiln and oneDNN. 0 = the default: $OMP_NUM_THREADS when set, else one
+// thread per physical core the process may run on (its sched_getaffinity mask; hyperthread
+// siblings count once, as PyTorch's default does: two FMA streams on one core only share its
+// units). The kiln program applies the default at start.
+void set_num_threads(int n);
 int num_threads();
+int default_num_threads();
 
 }  // namespace kiln

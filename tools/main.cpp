@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "engine/cpu.h"
 #include "tools/command.h"
 
 namespace kiln::cli {
@@ -41,6 +42,7 @@ int main(int argc, char** argv) {
   }
   std::string name = argv[1];
   std::vector<std::string> rest(argv + 2, argv + argc);
+  kiln::set_num_threads(0);  // one per physical core we may run on (or OMP_NUM_THREADS); --threads overrides
   for (const auto& c : kiln::cli::commands()) {
     if (name != c.name) continue;
     try {

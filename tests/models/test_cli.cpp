@@ -190,3 +190,43 @@ TEST_CASE("the embedding example loads torchvision weights and trains: the loss 
   CHECK(losses[2] < losses[0]);
   CHECK(out.find("predictions:") != std::string::npos);
 }
+
+namespace {
+
+Run run_shell(const std::string& cmd) {
+  Run r;
+  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
+  REQUIRE(f != nullptr);
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
+  r.rc = pclose(f);
+  return r;
+}
+
+int threads_in(const std::string& out) {
+  std::smatch m;
+  REQUIRE_MESSAGE(std::regex_search(out, m, std::regex(", threads ([0-9]+),")), out);
+  return std::stoi(m[1]);
+}
+
+}  // namespace
+
+TEST_CASE("default thread count: one per physical core in the affinity mask; OMP_NUM_THREADS and --threads win") {
+  const std::string bench = kiln_bin() + " bench infer --arch resnet18 --batch-size 1 --steps 1 --warmup 0";
+  // The expectation, computed independently: Python's sched_getaffinity and the sysfs topology.
+  Run py = run_shell(
+      "python3 -c \"import os; print(len({(open('/sys/devices/system/cpu/cpu%d/topology/physical_package_id' % c).read(), "
+      "open('/sys/devices/system/cpu/cpu%d/topology/core_id' % c).read()) for c in os.sched_getaffinity(0)}))\"");
+  REQUIRE_MESSAGE(py.rc == 0, py.out);
+  Run r = run_shell("env -u OMP_NUM_THREADS " + bench);
+  REQUIRE_MESSAGE(r.rc == 0, r.out);
+  CHECK(threads_in(r.out) == std::stoi(py.out));
+  r = run_shell("env -u OMP_NUM_THREADS taskset -c 0 " + bench);
+  REQUIRE_MESSAGE(r.rc == 0, r.out);
+  CHECK(threads_in(r.out) == 1);
+  r = run_shell("OMP_NUM_THREADS=3 " + bench);
+  CHECK(threads_in(r.out) == 3);
+  r = run_shell("OMP_NUM_THREADS=3 " + bench + " --threads 1");
+  CHECK(threads_in(r.out) == 1);
+}
