@@ -5,17 +5,23 @@
 // the "full padded FLOPs" of a direct convolution). Wall-clock time: oneDNN runs multi-threaded.
 // kiln's input here is a plain NCHW tensor, so each call includes the reorder into the
 // blocked layout that a steady-state training step avoids: a lower bound on conv speed.
+// conv_train_small/conv_train_padded: the small-map path against oneDNN's padded convolution
+// in all three training passes (BM_conv_train below).
 #include <benchmark/benchmark.h>
 
 #include <cmath>
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
 
 #include "engine/cpu.h"
 #include "engine/ops.h"
 #include "engine/tensor.h"
+#include "engine/tensor_impl.h"
 
 namespace {
 
@@ -132,6 +138,43 @@ void BM_conv_kiln(benchmark::State& state, const ConvShape& s, int64_t N) {
   set_counters(state, s, N);
 }
 
+// One convolution's training passes (forward, backward-data, backward-weights) on the blocked
+// input layout a training step hands it (nChw16c with AVX-512, nChw8c otherwise), through the
+// path the engine chooses (`auto`: the small-map GEMM where it applies) or oneDNN's padded
+// convolution (`padded`, KILN_CONV=padded). The weight's version is bumped every iteration, as an
+// SGD step does, so the small path's matrix is rebuilt each time: the cost a step really pays.
+// GFLOPS counts the padded multiply-adds x 3 passes, so the two paths compare on one scale.
+void BM_conv_train(benchmark::State& state, const ConvShape& s, int64_t N, kiln::ops::ConvPath path) {
+  kiln::ops::set_conv_path(path);
+  Data d(s, N);
+  const auto tag = kiln::active_isa() == kiln::Isa::avx512 ? dnnl::memory::format_tag::nChw16c
+                                                            : dnnl::memory::format_tag::nChw8c;
+  kiln::Tensor src = kiln::Tensor::from_plain({N, s.IC, s.H, s.H}, d.src.data(), "src");
+  src = kiln::reordered(src, dnnl::memory::desc({N, s.IC, s.H, s.H}, dnnl::memory::data_type::f32, tag));
+  src.set_requires_grad(true);
+  kiln::Tensor w = kiln::Tensor::from_plain({s.OC, s.IC, s.K, s.K}, d.weights.data(), "weights");
+  w.set_requires_grad(true);
+  std::vector<float> dyv = random_vector(N * s.OC * s.out() * s.out(), 3, 1.0f);
+  kiln::Tensor dy = kiln::Tensor::from_plain({N, s.OC, s.out(), s.out()}, dyv.data(), "dy");
+  kiln::reset_engine_stats();
+  int64_t small = 0;
+  for (auto _ : state) {
+    kiln::Tensor y = kiln::ops::conv2d(src, w, kiln::Tensor(), s.stride, s.pad);
+    if (small == 0) {
+      small = kiln::engine_stats().small_convs;
+      dy = kiln::reordered(dy, y.impl()->md);  // the gradient arrives in the output's layout
+    }
+    y.backward(dy);
+    benchmark::DoNotOptimize(w.grad().impl());
+    ++w.impl()->version;  // as SGD: the weight changed
+  }
+  kiln::ops::set_conv_path(kiln::ops::ConvPath::automatic);
+  state.SetItemsProcessed(state.iterations() * 3 * s.macs(N));
+  state.counters["GFLOPS"] =
+      benchmark::Counter(6.0 * static_cast<double>(s.macs(N)) * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["small_path"] = small > 0 ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -143,6 +186,17 @@ int main(int argc, char** argv) {
       benchmark::RegisterBenchmark(
           (std::string("conv_kiln/") + s.name + "/N" + std::to_string(N)).c_str(), BM_conv_kiln,
           s, N)->Unit(benchmark::kMillisecond)->UseRealTime();  // oneDNN is multi-threaded
+  }
+  // The small-map path against oneDNN's padded convolution, per shape it applies to, at the
+  // training batch: forward + backward-data + backward-weights.
+  for (const auto& s : kShapes) {
+    if (s.K == 1 || s.H > 2) continue;
+    for (auto [path, name] : {std::pair{kiln::ops::ConvPath::automatic, "small"},
+                              std::pair{kiln::ops::ConvPath::padded, "padded"}})
+      benchmark::RegisterBenchmark((std::string("conv_train_") + name + "/" + s.name + "/N128").c_str(),
+                                   BM_conv_train, s, int64_t{128}, path)
+          ->Unit(benchmark::kMillisecond)
+          ->UseRealTime();
   }
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
