@@ -312,7 +312,8 @@ TEST_CASE("hostile: malformed and crafted JPEG/PNG files are 400, the crafted DH
     if (const char* seeds = std::getenv("KILN_SERVE_SEED_DIR")) {
       fs::create_directories(seeds);
       for (size_t i = 0; i < corpus.size(); ++i)
-        write_bytes(fs::path(seeds) / (std::string(jpeg ? "jpeg_" : "png_") + std::to_string(i)), corpus[i]);
+        write_bytes(fs::path(seeds) / (std::string(jpeg ? "jpeg_" : "png_") + std::to_string(i)),
+                    std::string(1, jpeg ? '\3' : '\2') + corpus[i]);  // the harness's type byte
     }
     // Several clients at once, as in a server with other requests in flight.
     std::vector<std::future<std::pair<int, size_t>>> results;
