@@ -12,6 +12,7 @@
 #include "aws/crypto.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "image/mpi_layer.h"
 #include "image/rootfs.h"
 #include "io/gzip.h"
 #include "io/tar.h"
@@ -98,21 +99,32 @@ Image build_image(const BuildOptions& opts, BuildReport* report) {
   if (lstat("/usr/lib/ssl/cert.pem", &st) == 0) runtime.add_host_path("/usr/lib/ssl/cert.pem");
   // SageMaker writes /etc/hosts entries for the other hosts (algo-2, ...): look there first.
   runtime.add_bytes("/etc/nsswitch.conf", "hosts: files dns\n");
-  runtime.add_bytes("/etc/passwd", "root:x:0:0:root:/root:/usr/sbin/nologin\n");
-  runtime.add_bytes("/etc/group", "root:x:0:\n");
+  // With MPI, sshd runs orted through root's shell, and wants its privilege separation user.
+  runtime.add_bytes("/etc/passwd", opts.mpi ? "root:x:0:0:root:/root:/bin/sh\nsshd:x:100:65534::/run/sshd:/bin/false\n"
+                                            : "root:x:0:0:root:/root:/usr/sbin/nologin\n");
+  runtime.add_bytes("/etc/group", opts.mpi ? "root:x:0:\nnogroup:x:65534:\n" : "root:x:0:\n");
   runtime.add_dir("/tmp", 01777);
   runtime.add_dir("/root", 0700);
 
   Rootfs program;
   program.add_file("/usr/local/bin/kiln", opts.binary, 0755);
+  Rootfs mpi;
+  std::vector<std::string> mpi_libs;
+  if (opts.mpi) mpi = mpi_rootfs(opts.ssh_key_dir, &mpi_libs);
 
   Image img;
   if (!opts.tag.empty()) img.repo_tags.push_back(opts.tag);
   std::vector<std::string> created_by = {"kiln image build: runtime (dynamic loader, " +
                                              std::to_string(libs.size()) + " shared libraries, CA certificates)",
                                          "kiln image build: /usr/local/bin/kiln " + opts.version};
+  std::vector<const Rootfs*> layers = {&runtime, &program};
+  if (opts.mpi) {
+    layers.insert(layers.begin() + 1, &mpi);
+    created_by.insert(created_by.begin() + 1, "kiln image build --mpi: Open MPI, OpenSSH, /bin/sh, " +
+                                                  std::to_string(mpi_libs.size()) + " shared libraries, the ssh key");
+  }
   int idx = 0;
-  for (const Rootfs* fsys : {&runtime, &program}) {
+  for (const Rootfs* fsys : layers) {
     std::string tar = fsys->tar(opts.epoch);
     img.diff_ids.push_back(sha256_digest(tar));
     Blob b;

@@ -40,6 +40,10 @@ struct BuildOptions {
   std::string tag;               // "kiln:VERSION"
   std::string version;           // the image's org.opencontainers.image.version label
   int64_t epoch = 0;             // every timestamp (SOURCE_DATE_EPOCH); 0 is 1970-01-01
+  // A layer for jobs on several instances (image/mpi_layer.h): Open MPI, sshd, ssh, /bin/sh and
+  // the key pair in ssh_key_dir; root's shell becomes /bin/sh (sshd runs orted through it).
+  bool mpi = false;
+  std::filesystem::path ssh_key_dir;
 };
 
 struct BuildReport {
@@ -49,7 +53,8 @@ struct BuildReport {
 };
 
 // Two layers: the runtime (loader, shared libraries, CA certificates, /etc/nsswitch.conf, /tmp)
-// and the program (/usr/local/bin/kiln), so rebuilding kiln changes only the small top layer.
+// and the program (/usr/local/bin/kiln), so rebuilding kiln changes only the small top layer;
+// with `mpi`, the MPI layer goes between them.
 // Entrypoint ["/usr/local/bin/kiln"] in exec form: `docker run IMAGE train` runs `kiln train`.
 Image build_image(const BuildOptions& opts, BuildReport* report = nullptr);
 

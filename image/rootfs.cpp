@@ -96,7 +96,10 @@ std::string elf_interpreter(const fs::path& exe) {
 }
 
 std::vector<std::string> loader_dependencies(const fs::path& exe) {
-  std::string interp = elf_interpreter(exe);
+  return loader_dependencies(exe, elf_interpreter(exe));
+}
+
+std::vector<std::string> loader_dependencies(const fs::path& exe, const std::string& interp) {
   auto [rc, text] = run_capture({interp, "--list", fs::absolute(exe).string()});
   if (rc != 0) throw Error("the dynamic loader " + interp + " could not list the libraries of " + exe.string() +
                            " (exit " + std::to_string(rc) + "):\n" + text);

@@ -24,6 +24,8 @@ std::string elf_interpreter(const std::filesystem::path& exe);
 // answer honours LD_LIBRARY_PATH, RUNPATH and ld.so.cache exactly as running the program would.
 // Throws when the loader reports a library "not found".
 std::vector<std::string> loader_dependencies(const std::filesystem::path& exe);
+// The same for a shared library (no PT_INTERP of its own), listed by the loader `interp`.
+std::vector<std::string> loader_dependencies(const std::filesystem::path& exe, const std::string& interp);
 
 // A directory tree being assembled for one image layer. Entries are keyed by their absolute path
 // in the image; tar() writes them sorted, owned by root, with one fixed mtime.

@@ -46,6 +46,9 @@ int image_build(const std::vector<std::string>& argv) {
   a.option("--output", "FILE", "archive to write (atomically)", "kiln-image.tar");
   a.option("--tag", "NAME:TAG", "the archive's RepoTags entry", std::string("kiln:") + KILN_VERSION);
   a.option("--binary", "PATH", "the kiln executable to put in (default: this one)");
+  a.flag("--mpi", "add Open MPI, sshd and an ssh key: what a training job on several instances needs");
+  a.option("--ssh-key-dir", "DIR", "--mpi: the key pair every host trusts (id_ed25519, id_ed25519.pub); "
+                                   "default: a fresh one (the build is then not reproducible)");
   if (!a.parse(argv)) return 0;
   auto t0 = std::chrono::steady_clock::now();
   kiln::image::BuildOptions o;
@@ -53,12 +56,33 @@ int image_build(const std::vector<std::string>& argv) {
   o.tag = a.get("--tag");
   o.version = KILN_VERSION;
   o.epoch = source_date_epoch();
+  o.mpi = a.flag_set("--mpi");
+  std::string fresh_key_dir;
+  if (o.mpi && a.has("--ssh-key-dir")) {
+    o.ssh_key_dir = a.get("--ssh-key-dir");
+  } else if (o.mpi) {
+    char tmpl[] = "/tmp/kiln-image-key-XXXXXX";
+    if (!mkdtemp(tmpl)) throw kiln::Error("mkdtemp failed");
+    fresh_key_dir = tmpl;
+    o.ssh_key_dir = fresh_key_dir;
+    const std::string cmd = "ssh-keygen -q -t ed25519 -N '' -C kiln-image -f " + fresh_key_dir + "/id_ed25519 </dev/null";
+    if (std::system(cmd.c_str()) != 0)
+      throw kiln::Error("ssh-keygen could not make the image's key", "apt-get install openssh-client, or pass --ssh-key-dir");
+  }
+  struct RemoveKey {
+    std::string dir;
+    ~RemoveKey() {
+      std::error_code ec;
+      if (!dir.empty()) std::filesystem::remove_all(dir, ec);
+    }
+  } remove_key{fresh_key_dir};
   kiln::image::BuildReport rep;
   kiln::image::Image img = kiln::image::build_image(o, &rep);
   std::string archive = kiln::image::encode_docker_archive(img, o.epoch);
   kiln::write_file_atomic(a.get("--output"), archive);
   double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  const char* names[] = {"runtime", "kiln"};
+  const std::vector<const char*> names =
+      o.mpi ? std::vector<const char*>{"runtime", "mpi", "kiln"} : std::vector<const char*>{"runtime", "kiln"};
   std::printf("image %s: %zu shared libraries (the loader included)\n", o.tag.c_str(), rep.libraries.size());
   for (size_t i = 0; i < img.layers.size(); ++i)
     std::printf("  layer %zu (%s): %s, %zu entries, %s unpacked, %s compressed\n", i + 1, names[i],
