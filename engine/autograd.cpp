@@ -1,6 +1,6 @@
 // The tape and THE op table: every differentiable op and its backward rule, in one place.
-// Adding an op: add its OpKind (engine/autograd.h), a row here, and its forward + backward in
-// one engine/ops_*.cpp file.
+// Adding an op: a row in KILN_OPS (engine/op_list.h) and its forward + NAME_backward in one
+// engine/ops_*.cpp file; the enum, this table and the declarations follow from the row.
 #include "engine/autograd.h"
 
 #include <cstring>
@@ -16,18 +16,11 @@ namespace {
 
 namespace d = kiln::ops::detail;
 
-// Indexed by OpKind.
+// Indexed by OpKind: both come from KILN_OPS (engine/op_list.h, which also has the formulas).
 constexpr OpDef kOpTable[] = {
-    {"conv2d", d::conv2d_backward},          // dx = conv_bwd_data(w, dy); dw, db = conv_bwd_weights
-    {"batch_norm", d::batch_norm_backward},  // oneDNN bnorm backward (with the ReLU workspace)
-    {"relu", d::relu_backward},              // dx = y > 0 ? dy : 0
-    {"max_pool2d", d::max_pool2d_backward},  // dy routed to the argmax kept in the workspace
-    {"avg_pool_1x1", d::avg_pool_1x1_backward},  // dx[n,c,h,w] = dy[n,c] / (H*W)
-    {"flatten", d::flatten_backward},            // dx = dy viewed with x's shape
-    {"linear", d::linear_backward},              // dx = dy W; dW = dy^T x; db = sum_n dy
-    {"add", d::add_backward},                    // da = db = dy (or dy * (y > 0) when fused relu)
-    {"log_softmax", d::log_softmax_backward},    // dx = dy - exp(y) * sum(dy)
-    {"nll_loss", d::nll_loss_backward},          // dlogp[n, label] = -dloss / N
+#define KILN_OP_ROW(name) {#name, d::name##_backward},
+    KILN_OPS(KILN_OP_ROW)
+#undef KILN_OP_ROW
 };
 static_assert(sizeof(kOpTable) / sizeof(kOpTable[0]) == static_cast<size_t>(OpKind::count),
               "one row per OpKind");

@@ -9,21 +9,16 @@
 #include <memory>
 #include <vector>
 
+#include "engine/op_list.h"
 #include "engine/tensor_impl.h"
 
 namespace kiln::autograd {
 
+// One per row of KILN_OPS (engine/op_list.h), in its order.
 enum class OpKind : uint8_t {
-  conv2d,
-  batch_norm,
-  relu,
-  max_pool2d,
-  avg_pool_1x1,
-  flatten,
-  linear,
-  add,
-  log_softmax,
-  nll_loss,
+#define KILN_OP_KIND(name) name,
+  KILN_OPS(KILN_OP_KIND)
+#undef KILN_OP_KIND
   count
 };
 

@@ -47,22 +47,15 @@ void count_reorder() { stats().reorders++; }
 void count_small_conv() { stats().small_convs++; }
 
 void run_reorder(const dnnl::memory& src, const dnnl::memory& dst) {
-  static std::mutex mu;
-  static std::map<std::string, dnnl::reorder>* cache = new std::map<std::string, dnnl::reorder>;
+  static auto* cache = new ShapeCache<dnnl::reorder>;
   CacheKey key;
   key.add(src.get_desc()).add(dst.get_desc());
-  dnnl::reorder prim;
-  {
-    std::lock_guard<std::mutex> lock(mu);
-    auto it = cache->find(key.bytes);
-    if (it == cache->end()) {
-      dnnl::reorder::primitive_desc pd(src, dst);
-      note_primitive("reorder", pd);
-      it = cache->emplace(key.bytes, dnnl::reorder(pd)).first;
-    }
-    prim = it->second;
-  }
-  prim.execute(cpu_stream(), const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
+  std::shared_ptr<dnnl::reorder> prim = cache->get(key, [&] {
+    dnnl::reorder::primitive_desc pd(src, dst);
+    note_primitive("reorder", pd);
+    return std::make_shared<dnnl::reorder>(pd);
+  });
+  prim->execute(cpu_stream(), const_cast<dnnl::memory&>(src), const_cast<dnnl::memory&>(dst));
   cpu_stream().wait();
 }
 

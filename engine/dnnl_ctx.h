@@ -3,6 +3,9 @@
 // Engine-internal.
 #pragma once
 
+#include <map>
+#include <memory>
+#include <mutex>
 #include <string>
 
 #include <oneapi/dnnl/dnnl.hpp>
@@ -25,6 +28,29 @@ struct CacheKey {
   std::string bytes;
   CacheKey& add(int64_t v);
   CacheKey& add(const dnnl::memory::desc& md);
+};
+
+// The one way ops cache what they build per shape (their oneDNN primitives, the small-map
+// conv plan): get() returns the entry for this key, built by make() on first use. Thread-safe;
+// entries live as long as the process (a static cache is created with `new` and never freed, so
+// no destructor order matters). What an entry builds later (its backward primitives, on the
+// first backward) goes under a std::once_flag of the entry: std::call_once(p.bwd_once, ...).
+template <class T>
+class ShapeCache {
+ public:
+  template <class Make>
+  std::shared_ptr<T> get(const CacheKey& key, Make&& make) {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = map_.find(key.bytes);
+    if (it != map_.end()) return it->second;
+    std::shared_ptr<T> p = make();
+    map_.emplace(key.bytes, p);
+    return p;
+  }
+
+ private:
+  std::mutex mu_;
+  std::map<std::string, std::shared_ptr<T>> map_;
 };
 
 }  // namespace kiln

@@ -35,7 +35,6 @@ using tag = memory::format_tag;
 constexpr auto f32 = memory::data_type::f32;
 
 struct ConvPrims {
-  std::mutex mu;  // guards the lazily built backward primitives
   bool has_bias = false;
   memory::dims strides, padding;
   memory::desc src_any, weights_any, bias_any, dst_any;
@@ -43,10 +42,10 @@ struct ConvPrims {
   dnnl::convolution_forward fwd;
   dnnl::convolution_backward_data::primitive_desc bwd_data_pd;
   dnnl::convolution_backward_data bwd_data;
-  bool bwd_data_ready = false;
+  std::once_flag bwd_data_once;  // built on the first backward (ensure_bwd_data)
   dnnl::convolution_backward_weights::primitive_desc bwd_weights_pd;
   dnnl::convolution_backward_weights bwd_weights;
-  bool bwd_weights_ready = false;
+  std::once_flag bwd_weights_once;  // built on the first backward (ensure_bwd_weights)
 };
 
 Tensor in_layout(const Tensor& t, const memory::desc& md);
@@ -131,40 +130,37 @@ std::shared_ptr<SmallConvPlan> small_plan(const Tensor& x, const Tensor& w, bool
   // The weight must be (or may become) plain OIhw.
   if (!w.is_plain() && w.impl()->layout_locked) return nullptr;
 
-  static std::mutex mu;
-  static auto* cache = new std::map<std::string, std::shared_ptr<SmallConvPlan>>;
+  static auto* cache = new ShapeCache<SmallConvPlan>;
   CacheKey key;
   key.add(xmd);
   for (int64_t d : w.shape()) key.add(d);
   key.add(stride).add(padding);
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache->find(key.bytes);
-  if (it != cache->end()) return it->second;
-  auto p = std::make_shared<SmallConvPlan>();
-  p->N = N, p->IC = IC, p->OC = OC, p->H = H, p->W = W, p->OH = OH, p->OW = OW, p->K = K;
-  p->rows = IC * H * W;
-  p->cols = OC * OH * OW;
-  p->in_off.resize(static_cast<size_t>(p->rows));
-  p->out_off.resize(static_cast<size_t>(p->cols));
-  for (int64_t c = 0; c < IC; ++c)
+  return cache->get(key, [&] {
+    auto p = std::make_shared<SmallConvPlan>();
+    p->N = N, p->IC = IC, p->OC = OC, p->H = H, p->W = W, p->OH = OH, p->OW = OW, p->K = K;
+    p->rows = IC * H * W;
+    p->cols = OC * OH * OW;
+    p->in_off.resize(static_cast<size_t>(p->rows));
+    p->out_off.resize(static_cast<size_t>(p->cols));
+    for (int64_t c = 0; c < IC; ++c)
+      for (int64_t h = 0; h < H; ++h)
+        for (int64_t ww = 0; ww < W; ++ww)
+          p->in_off[static_cast<size_t>((c * H + h) * W + ww)] = sample_offset(block, nhwc, IC, H, W, c, h, ww);
+    for (int64_t c = 0; c < OC; ++c)
+      for (int64_t h = 0; h < OH; ++h)
+        for (int64_t ww = 0; ww < OW; ++ww)
+          p->out_off[static_cast<size_t>((c * OH + h) * OW + ww)] = sample_offset(block, nhwc, OC, OH, OW, c, h, ww);
+    p->tap.resize(static_cast<size_t>(H * W * OH * OW));
     for (int64_t h = 0; h < H; ++h)
       for (int64_t ww = 0; ww < W; ++ww)
-        p->in_off[static_cast<size_t>((c * H + h) * W + ww)] = sample_offset(block, nhwc, IC, H, W, c, h, ww);
-  for (int64_t c = 0; c < OC; ++c)
-    for (int64_t h = 0; h < OH; ++h)
-      for (int64_t ww = 0; ww < OW; ++ww)
-        p->out_off[static_cast<size_t>((c * OH + h) * OW + ww)] = sample_offset(block, nhwc, OC, OH, OW, c, h, ww);
-  p->tap.resize(static_cast<size_t>(H * W * OH * OW));
-  for (int64_t h = 0; h < H; ++h)
-    for (int64_t ww = 0; ww < W; ++ww)
-      for (int64_t oh = 0; oh < OH; ++oh)
-        for (int64_t ow = 0; ow < OW; ++ow)
-          p->tap[static_cast<size_t>((h * W + ww) * OH * OW + oh * OW + ow)] =
-              static_cast<int32_t>((h - oh * stride + padding) * K + (ww - ow * stride + padding));
-  p->src_md = xmd;
-  p->dst_md = memory::desc({N, OC, OH, OW}, f32, tag_of(block, nhwc));
-  cache->emplace(key.bytes, p);
-  return p;
+        for (int64_t oh = 0; oh < OH; ++oh)
+          for (int64_t ow = 0; ow < OW; ++ow)
+            p->tap[static_cast<size_t>((h * W + ww) * OH * OW + oh * OW + ow)] =
+                static_cast<int32_t>((h - oh * stride + padding) * K + (ww - ow * stride + padding));
+    p->src_md = xmd;
+    p->dst_md = memory::desc({N, OC, OH, OW}, f32, tag_of(block, nhwc));
+    return p;
+  });
 }
 
 void sgemm_checked(char ta, char tb, int64_t m, int64_t n, int64_t k, const float* a, int64_t lda, const float* b,
@@ -289,40 +285,36 @@ void small_conv_backward(autograd::Node& node, ConvSaved& saved) {
 
 std::shared_ptr<ConvPrims> get_prims(const Tensor& x, const Tensor& w, bool has_bias,
                                      int64_t stride, int64_t padding, bool training) {
-  static std::mutex mu;
-  static auto* cache = new std::map<std::string, std::shared_ptr<ConvPrims>>;
+  static auto* cache = new ShapeCache<ConvPrims>;
   CacheKey key;
   for (int64_t d : x.shape()) key.add(d);
   for (int64_t d : w.shape()) key.add(d);
   key.add(has_bias).add(stride).add(padding).add(training);
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache->find(key.bytes);
-  if (it != cache->end()) return it->second;
-
-  auto p = std::make_shared<ConvPrims>();
-  int64_t N = x.dim(0), H = x.dim(2), W = x.dim(3);
-  int64_t OC = w.dim(0), IC = w.dim(1), K = w.dim(2);
-  int64_t OH = (H + 2 * padding - K) / stride + 1, OW = (W + 2 * padding - K) / stride + 1;
-  p->has_bias = has_bias;
-  p->strides = {stride, stride};
-  p->padding = {padding, padding};
-  p->src_any = memory::desc({N, IC, H, W}, f32, tag::any);
-  p->weights_any = memory::desc({OC, IC, K, K}, f32, tag::any);
-  p->bias_any = memory::desc({OC}, f32, tag::any);
-  p->dst_any = memory::desc({N, OC, OH, OW}, f32, tag::any);
-  auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
-  auto desc = has_bias
-      ? dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, p->src_any,
-                                        p->weights_any, p->bias_any, p->dst_any, p->strides,
-                                        p->padding, p->padding)
-      : dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, p->src_any,
-                                        p->weights_any, p->dst_any, p->strides, p->padding,
-                                        p->padding);
-  p->fwd_pd = dnnl::convolution_forward::primitive_desc(desc, cpu_engine());
-  p->fwd = dnnl::convolution_forward(p->fwd_pd);
-  note_primitive("conv_fwd", p->fwd_pd);
-  cache->emplace(key.bytes, p);
-  return p;
+  return cache->get(key, [&] {
+    auto p = std::make_shared<ConvPrims>();
+    int64_t N = x.dim(0), H = x.dim(2), W = x.dim(3);
+    int64_t OC = w.dim(0), IC = w.dim(1), K = w.dim(2);
+    int64_t OH = (H + 2 * padding - K) / stride + 1, OW = (W + 2 * padding - K) / stride + 1;
+    p->has_bias = has_bias;
+    p->strides = {stride, stride};
+    p->padding = {padding, padding};
+    p->src_any = memory::desc({N, IC, H, W}, f32, tag::any);
+    p->weights_any = memory::desc({OC, IC, K, K}, f32, tag::any);
+    p->bias_any = memory::desc({OC}, f32, tag::any);
+    p->dst_any = memory::desc({N, OC, OH, OW}, f32, tag::any);
+    auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+    auto desc = has_bias
+        ? dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, p->src_any,
+                                          p->weights_any, p->bias_any, p->dst_any, p->strides,
+                                          p->padding, p->padding)
+        : dnnl::convolution_forward::desc(prop, dnnl::algorithm::convolution_direct, p->src_any,
+                                          p->weights_any, p->dst_any, p->strides, p->padding,
+                                          p->padding);
+    p->fwd_pd = dnnl::convolution_forward::primitive_desc(desc, cpu_engine());
+    p->fwd = dnnl::convolution_forward(p->fwd_pd);
+    note_primitive("conv_fwd", p->fwd_pd);
+    return p;
+  });
 }
 
 bool is_ref(const dnnl::primitive_desc_base& pd) {
@@ -334,7 +326,6 @@ bool is_ref(const dnnl::primitive_desc_base& pd) {
 // implementation takes those do they fall back to `any` (then the op reorders, and the
 // fast-path test says so).
 void ensure_bwd_data(ConvPrims& p) {
-  if (p.bwd_data_ready) return;
   auto make = [&](const memory::desc& diff_src, const memory::desc& diff_dst) {
     dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, diff_src,
                                                p.weights_any, diff_dst, p.strides, p.padding,
@@ -353,11 +344,9 @@ void ensure_bwd_data(ConvPrims& p) {
   if (!done) p.bwd_data_pd = make(p.src_any, p.dst_any);
   p.bwd_data = dnnl::convolution_backward_data(p.bwd_data_pd);
   note_primitive("conv_bwd_data", p.bwd_data_pd);
-  p.bwd_data_ready = true;
 }
 
 void ensure_bwd_weights(ConvPrims& p, const memory::desc& weights_md) {
-  if (p.bwd_weights_ready) return;
   auto make = [&](const memory::desc& src, const memory::desc& dw_md,
                   const memory::desc& diff_dst) {
     auto desc = p.has_bias
@@ -388,7 +377,6 @@ void ensure_bwd_weights(ConvPrims& p, const memory::desc& weights_md) {
   }
   p.bwd_weights = dnnl::convolution_backward_weights(p.bwd_weights_pd);
   note_primitive("conv_bwd_weights", p.bwd_weights_pd);
-  p.bwd_weights_ready = true;
 }
 
 // t itself when already in layout md, else a counted reorder.
@@ -459,10 +447,7 @@ void conv2d_backward(autograd::Node& node) {
   const Tensor& dy = node.output.grad();
 
   if (wants_grad(x)) {
-    {
-      std::lock_guard<std::mutex> lock(p.mu);
-      ensure_bwd_data(p);
-    }
+    std::call_once(p.bwd_data_once, [&] { ensure_bwd_data(p); });
     Tensor diff_dst = in_layout(dy, p.bwd_data_pd.diff_dst_desc());
     // oneDNN's backward-data kernels want the weights block-transposed (OIhw16o16i); that copy
     // is cached on the parameter and refreshed by SGD's fused update, not reordered here.
@@ -474,10 +459,7 @@ void conv2d_backward(autograd::Node& node) {
     autograd::finish_grad(x, sink);
   }
   if (wants_grad(weight) || wants_grad(bias)) {
-    {
-      std::lock_guard<std::mutex> lock(p.mu);
-      ensure_bwd_weights(p, weight.impl()->md);
-    }
+    std::call_once(p.bwd_weights_once, [&] { ensure_bwd_weights(p, weight.impl()->md); });
     const auto& pd = p.bwd_weights_pd;
     Tensor src = in_layout(saved.src, pd.src_desc());
     Tensor diff_dst = in_layout(dy, pd.diff_dst_desc());

@@ -8,16 +8,10 @@
 
 namespace kiln::ops::detail {
 
-void conv2d_backward(autograd::Node& node);
-void batch_norm_backward(autograd::Node& node);
-void relu_backward(autograd::Node& node);
-void max_pool2d_backward(autograd::Node& node);
-void avg_pool_1x1_backward(autograd::Node& node);
-void flatten_backward(autograd::Node& node);
-void linear_backward(autograd::Node& node);
-void add_backward(autograd::Node& node);
-void log_softmax_backward(autograd::Node& node);
-void nll_loss_backward(autograd::Node& node);
+// NAME_backward for each op of KILN_OPS (engine/op_list.h): what the op table points at.
+#define KILN_OP_BACKWARD(name) void name##_backward(autograd::Node& node);
+KILN_OPS(KILN_OP_BACKWARD)
+#undef KILN_OP_BACKWARD
 
 // Whether t needs a gradient (defined and requires_grad).
 inline bool wants_grad(const Tensor& t) { return t.defined() && t.requires_grad(); }

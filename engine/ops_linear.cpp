@@ -19,7 +19,6 @@ using tag = memory::format_tag;
 constexpr auto f32 = memory::data_type::f32;
 
 struct IpPrims {
-  std::mutex mu;
   memory::desc src, weights, bias, dst;
   dnnl::inner_product_forward::primitive_desc fwd_pd;
   dnnl::inner_product_forward fwd;
@@ -27,29 +26,26 @@ struct IpPrims {
   dnnl::inner_product_backward_data bwd_data;
   dnnl::inner_product_backward_weights::primitive_desc bwd_weights_pd;
   dnnl::inner_product_backward_weights bwd_weights;
-  bool bwd_ready = false;
+  std::once_flag bwd_once;  // the backward primitives, built on the first backward
 };
 
 std::shared_ptr<IpPrims> get_prims(int64_t N, int64_t IC, int64_t OC, bool training) {
-  static std::mutex mu;
-  static auto* cache = new std::map<std::string, std::shared_ptr<IpPrims>>;
+  static auto* cache = new ShapeCache<IpPrims>;
   CacheKey key;
   key.add(N).add(IC).add(OC).add(training);
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache->find(key.bytes);
-  if (it != cache->end()) return it->second;
-  auto p = std::make_shared<IpPrims>();
-  p->src = memory::desc({N, IC}, f32, tag::nc);
-  p->weights = memory::desc({OC, IC}, f32, tag::oi);
-  p->bias = memory::desc({OC}, f32, tag::x);
-  p->dst = memory::desc({N, OC}, f32, tag::nc);
-  auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
-  dnnl::inner_product_forward::desc desc(prop, p->src, p->weights, p->bias, p->dst);
-  p->fwd_pd = dnnl::inner_product_forward::primitive_desc(desc, cpu_engine());
-  p->fwd = dnnl::inner_product_forward(p->fwd_pd);
-  note_primitive("ip_fwd", p->fwd_pd);
-  cache->emplace(key.bytes, p);
-  return p;
+  return cache->get(key, [&] {
+    auto p = std::make_shared<IpPrims>();
+    p->src = memory::desc({N, IC}, f32, tag::nc);
+    p->weights = memory::desc({OC, IC}, f32, tag::oi);
+    p->bias = memory::desc({OC}, f32, tag::x);
+    p->dst = memory::desc({N, OC}, f32, tag::nc);
+    auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+    dnnl::inner_product_forward::desc desc(prop, p->src, p->weights, p->bias, p->dst);
+    p->fwd_pd = dnnl::inner_product_forward::primitive_desc(desc, cpu_engine());
+    p->fwd = dnnl::inner_product_forward(p->fwd_pd);
+    note_primitive("ip_fwd", p->fwd_pd);
+    return p;
+  });
 }
 
 }  // namespace
@@ -82,22 +78,18 @@ void linear_backward(autograd::Node& node) {
   const Tensor& weight = node.inputs[1];
   const Tensor& bias = node.inputs[2];
   const Tensor& dy = node.output.grad();
-  {
-    std::lock_guard<std::mutex> lock(p.mu);
-    if (!p.bwd_ready) {
-      dnnl::inner_product_backward_data::desc dd(p.src, p.weights, p.dst);
-      p.bwd_data_pd =
-          dnnl::inner_product_backward_data::primitive_desc(dd, cpu_engine(), p.fwd_pd);
-      p.bwd_data = dnnl::inner_product_backward_data(p.bwd_data_pd);
-      note_primitive("ip_bwd_data", p.bwd_data_pd);
-      dnnl::inner_product_backward_weights::desc dw(p.src, p.weights, p.bias, p.dst);
-      p.bwd_weights_pd =
-          dnnl::inner_product_backward_weights::primitive_desc(dw, cpu_engine(), p.fwd_pd);
-      p.bwd_weights = dnnl::inner_product_backward_weights(p.bwd_weights_pd);
-      note_primitive("ip_bwd_weights", p.bwd_weights_pd);
-      p.bwd_ready = true;
-    }
-  }
+  std::call_once(p.bwd_once, [&] {
+    dnnl::inner_product_backward_data::desc dd(p.src, p.weights, p.dst);
+    p.bwd_data_pd =
+        dnnl::inner_product_backward_data::primitive_desc(dd, cpu_engine(), p.fwd_pd);
+    p.bwd_data = dnnl::inner_product_backward_data(p.bwd_data_pd);
+    note_primitive("ip_bwd_data", p.bwd_data_pd);
+    dnnl::inner_product_backward_weights::desc dw(p.src, p.weights, p.bias, p.dst);
+    p.bwd_weights_pd =
+        dnnl::inner_product_backward_weights::primitive_desc(dw, cpu_engine(), p.fwd_pd);
+    p.bwd_weights = dnnl::inner_product_backward_weights(p.bwd_weights_pd);
+    note_primitive("ip_bwd_weights", p.bwd_weights_pd);
+  });
   if (wants_grad(x)) {
     auto sink = autograd::grad_sink(x, p.src);
     p.bwd_data.execute(cpu_stream(), {{DNNL_ARG_DIFF_DST, as_memory(dy)},

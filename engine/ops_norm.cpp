@@ -21,14 +21,13 @@ namespace {
 using flags = dnnl::normalization_flags;
 
 struct BnPrims {
-  std::mutex mu;
   flags fl;
   float eps;
   dnnl::batch_normalization_forward::primitive_desc fwd_pd;
   dnnl::batch_normalization_forward fwd;
   dnnl::batch_normalization_backward::primitive_desc bwd_pd;
   dnnl::batch_normalization_backward bwd;
-  bool bwd_ready = false;
+  std::once_flag bwd_once;  // the backward primitive, built on the first backward
 };
 
 struct BnSaved {
@@ -39,24 +38,21 @@ struct BnSaved {
 
 std::shared_ptr<BnPrims> get_prims(const memory::desc& md, flags fl, bool training_prop,
                                    float eps) {
-  static std::mutex mu;
-  static auto* cache = new std::map<std::string, std::shared_ptr<BnPrims>>;
+  static auto* cache = new ShapeCache<BnPrims>;
   CacheKey key;
   key.add(md).add(static_cast<int64_t>(fl)).add(training_prop).add(static_cast<int64_t>(eps * 1e9));
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache->find(key.bytes);
-  if (it != cache->end()) return it->second;
-  auto p = std::make_shared<BnPrims>();
-  p->fl = fl;
-  p->eps = eps;
-  auto prop = training_prop ? dnnl::prop_kind::forward_training
-                            : dnnl::prop_kind::forward_inference;
-  dnnl::batch_normalization_forward::desc desc(prop, md, eps, fl);
-  p->fwd_pd = dnnl::batch_normalization_forward::primitive_desc(desc, cpu_engine());
-  p->fwd = dnnl::batch_normalization_forward(p->fwd_pd);
-  note_primitive("bnorm_fwd", p->fwd_pd);
-  cache->emplace(key.bytes, p);
-  return p;
+  return cache->get(key, [&] {
+    auto p = std::make_shared<BnPrims>();
+    p->fl = fl;
+    p->eps = eps;
+    auto prop = training_prop ? dnnl::prop_kind::forward_training
+                              : dnnl::prop_kind::forward_inference;
+    dnnl::batch_normalization_forward::desc desc(prop, md, eps, fl);
+    p->fwd_pd = dnnl::batch_normalization_forward::primitive_desc(desc, cpu_engine());
+    p->fwd = dnnl::batch_normalization_forward(p->fwd_pd);
+    note_primitive("bnorm_fwd", p->fwd_pd);
+    return p;
+  });
 }
 
 void check_channel_param(const Tensor& t, int64_t C, const char* what) {
@@ -137,18 +133,14 @@ void batch_norm_backward(autograd::Node& node) {
   const Tensor& x = node.inputs[0];
   const Tensor& weight = node.inputs[1];
   const Tensor& bias = node.inputs[2];
-  {
-    std::lock_guard<std::mutex> lock(p.mu);
-    if (!p.bwd_ready) {
-      auto md = p.fwd_pd.src_desc();
-      dnnl::batch_normalization_backward::desc desc(dnnl::prop_kind::backward, md, md, p.eps,
-                                                    p.fl);
-      p.bwd_pd = dnnl::batch_normalization_backward::primitive_desc(desc, cpu_engine(), p.fwd_pd);
-      p.bwd = dnnl::batch_normalization_backward(p.bwd_pd);
-      note_primitive("bnorm_bwd", p.bwd_pd);
-      p.bwd_ready = true;
-    }
-  }
+  std::call_once(p.bwd_once, [&] {
+    auto md = p.fwd_pd.src_desc();
+    dnnl::batch_normalization_backward::desc desc(dnnl::prop_kind::backward, md, md, p.eps,
+                                                  p.fl);
+    p.bwd_pd = dnnl::batch_normalization_backward::primitive_desc(desc, cpu_engine(), p.fwd_pd);
+    p.bwd = dnnl::batch_normalization_backward(p.bwd_pd);
+    note_primitive("bnorm_bwd", p.bwd_pd);
+  });
   const auto& pd = p.bwd_pd;
   Tensor dy = node.output.grad();
   if (dy.impl()->md != pd.diff_dst_desc()) dy = reordered(dy, pd.diff_dst_desc());

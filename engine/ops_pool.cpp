@@ -18,13 +18,12 @@ using dnnl::memory;
 namespace {
 
 struct PoolPrims {
-  std::mutex mu;
   memory::dims strides, kernel, padding;
   dnnl::pooling_forward::primitive_desc fwd_pd;
   dnnl::pooling_forward fwd;
   dnnl::pooling_backward::primitive_desc bwd_pd;
   dnnl::pooling_backward bwd;
-  bool bwd_ready = false;
+  std::once_flag bwd_once;  // the backward primitive, built on the first backward
 };
 
 struct PoolSaved {
@@ -35,30 +34,27 @@ struct PoolSaved {
 std::shared_ptr<PoolPrims> get_prims(const memory::desc& src_md, int64_t OH, int64_t OW,
                                      int64_t kernel, int64_t stride, int64_t padding,
                                      bool training) {
-  static std::mutex mu;
-  static auto* cache = new std::map<std::string, std::shared_ptr<PoolPrims>>;
+  static auto* cache = new ShapeCache<PoolPrims>;
   CacheKey key;
   key.add(src_md).add(kernel).add(stride).add(padding).add(training);
-  std::lock_guard<std::mutex> lock(mu);
-  auto it = cache->find(key.bytes);
-  if (it != cache->end()) return it->second;
-  auto p = std::make_shared<PoolPrims>();
-  p->strides = {stride, stride};
-  p->kernel = {kernel, kernel};
-  p->padding = {padding, padding};
-  memory::dims sd = src_md.dims();
-  memory::desc dst_any({sd[0], sd[1], OH, OW}, memory::data_type::f32, memory::format_tag::any);
-  auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
-  // Right padding so that oneDNN's output size equals PyTorch's floor formula.
-  memory::dims pad_r = {(OH - 1) * stride + kernel - sd[2] - padding,
-                        (OW - 1) * stride + kernel - sd[3] - padding};
-  dnnl::pooling_forward::desc desc(prop, dnnl::algorithm::pooling_max, src_md, dst_any,
-                                   p->strides, p->kernel, p->padding, pad_r);
-  p->fwd_pd = dnnl::pooling_forward::primitive_desc(desc, cpu_engine());
-  p->fwd = dnnl::pooling_forward(p->fwd_pd);
-  note_primitive("pool_fwd", p->fwd_pd);
-  cache->emplace(key.bytes, p);
-  return p;
+  return cache->get(key, [&] {
+    auto p = std::make_shared<PoolPrims>();
+    p->strides = {stride, stride};
+    p->kernel = {kernel, kernel};
+    p->padding = {padding, padding};
+    memory::dims sd = src_md.dims();
+    memory::desc dst_any({sd[0], sd[1], OH, OW}, memory::data_type::f32, memory::format_tag::any);
+    auto prop = training ? dnnl::prop_kind::forward_training : dnnl::prop_kind::forward_inference;
+    // Right padding so that oneDNN's output size equals PyTorch's floor formula.
+    memory::dims pad_r = {(OH - 1) * stride + kernel - sd[2] - padding,
+                          (OW - 1) * stride + kernel - sd[3] - padding};
+    dnnl::pooling_forward::desc desc(prop, dnnl::algorithm::pooling_max, src_md, dst_any,
+                                     p->strides, p->kernel, p->padding, pad_r);
+    p->fwd_pd = dnnl::pooling_forward::primitive_desc(desc, cpu_engine());
+    p->fwd = dnnl::pooling_forward(p->fwd_pd);
+    note_primitive("pool_fwd", p->fwd_pd);
+    return p;
+  });
 }
 
 // Offsets of a 4-d activation whose only blocking (if any) is on channels: plain nchw, nhwc
@@ -143,22 +139,18 @@ void max_pool2d_backward(autograd::Node& node) {
   PoolPrims& p = *saved.prims;
   const Tensor& x = node.inputs[0];
   if (!wants_grad(x)) return;
-  {
-    std::lock_guard<std::mutex> lock(p.mu);
-    if (!p.bwd_ready) {
-      auto src_md = p.fwd_pd.src_desc();
-      auto dst_md = p.fwd_pd.dst_desc();
-      memory::dims sd = src_md.dims(), dd = dst_md.dims();
-      memory::dims pad_r = {(dd[2] - 1) * p.strides[0] + p.kernel[0] - sd[2] - p.padding[0],
-                            (dd[3] - 1) * p.strides[1] + p.kernel[1] - sd[3] - p.padding[1]};
-      dnnl::pooling_backward::desc desc(dnnl::algorithm::pooling_max, src_md, dst_md,
-                                        p.strides, p.kernel, p.padding, pad_r);
-      p.bwd_pd = dnnl::pooling_backward::primitive_desc(desc, cpu_engine(), p.fwd_pd);
-      p.bwd = dnnl::pooling_backward(p.bwd_pd);
-      note_primitive("pool_bwd", p.bwd_pd);
-      p.bwd_ready = true;
-    }
-  }
+  std::call_once(p.bwd_once, [&] {
+    auto src_md = p.fwd_pd.src_desc();
+    auto dst_md = p.fwd_pd.dst_desc();
+    memory::dims sd = src_md.dims(), dd = dst_md.dims();
+    memory::dims pad_r = {(dd[2] - 1) * p.strides[0] + p.kernel[0] - sd[2] - p.padding[0],
+                          (dd[3] - 1) * p.strides[1] + p.kernel[1] - sd[3] - p.padding[1]};
+    dnnl::pooling_backward::desc desc(dnnl::algorithm::pooling_max, src_md, dst_md,
+                                      p.strides, p.kernel, p.padding, pad_r);
+    p.bwd_pd = dnnl::pooling_backward::primitive_desc(desc, cpu_engine(), p.fwd_pd);
+    p.bwd = dnnl::pooling_backward(p.bwd_pd);
+    note_primitive("pool_bwd", p.bwd_pd);
+  });
   Tensor dy = node.output.grad();
   if (dy.impl()->md != p.bwd_pd.diff_dst_desc()) dy = reordered(dy, p.bwd_pd.diff_dst_desc());
   auto sink = autograd::grad_sink(x, p.bwd_pd.diff_src_desc());
