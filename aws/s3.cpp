@@ -300,6 +300,32 @@ void S3Client::delete_object(const std::string& bucket, const std::string& key) 
   send(make("DeleteObject", "DELETE", bucket, key), bucket, key);
 }
 
+ListPage parse_list_objects_v2(std::string_view body) {
+  const std::string what = "S3 ListObjectsV2 response";
+  XmlNode x = parse_xml(body, what);
+  ListPage page;
+  for (const XmlNode* c : x.all("Contents")) {
+    S3Object o;
+    o.key = c->child_text("Key");
+    o.etag = c->child_text("ETag");
+    o.last_modified = c->child_text("LastModified");
+    std::string sz = c->child_text("Size");
+    o.size = 0;
+    for (char ch : sz) {  // a decimal count of bytes; anything else is a bad response, not a crash
+      if (ch < '0' || ch > '9' || __builtin_mul_overflow(o.size, 10, &o.size) ||
+          __builtin_add_overflow(o.size, ch - '0', &o.size))
+        fail(what + ": Size of '" + o.key + "'", "a decimal byte count", std::to_string(sz.size()) + " other characters");
+    }
+    page.objects.push_back(std::move(o));
+  }
+  for (const XmlNode* p : x.all("CommonPrefixes")) page.common_prefixes.push_back(p->child_text("Prefix"));
+  if (x.child_text("IsTruncated") == "true") {
+    page.next_token = x.child_text("NextContinuationToken");
+    if (page.next_token.empty()) fail(what, "a NextContinuationToken when IsTruncated is true", "none");
+  }
+  return page;
+}
+
 ListPage S3Client::list_objects_v2(const std::string& bucket, const std::string& prefix, const std::string& delimiter,
                                    const std::string& continuation_token, int max_keys) {
   AwsRequest r = make("ListObjectsV2", "GET", bucket, "");
@@ -308,25 +334,8 @@ ListPage S3Client::list_objects_v2(const std::string& bucket, const std::string&
   if (!delimiter.empty()) r.query.emplace_back("delimiter", delimiter);
   if (!continuation_token.empty()) r.query.emplace_back("continuation-token", continuation_token);
   HttpResponse resp = send(std::move(r), bucket, "");
-  ListPage page;
-  if (cfg_.dry_run) return page;
-  XmlNode x = parse_xml(resp.body, "S3 ListObjectsV2 response");
-  for (const XmlNode* c : x.all("Contents")) {
-    S3Object o;
-    o.key = c->child_text("Key");
-    o.etag = c->child_text("ETag");
-    o.last_modified = c->child_text("LastModified");
-    std::string sz = c->child_text("Size");
-    o.size = sz.empty() ? 0 : std::stoll(sz);
-    page.objects.push_back(std::move(o));
-  }
-  for (const XmlNode* p : x.all("CommonPrefixes")) page.common_prefixes.push_back(p->child_text("Prefix"));
-  if (x.child_text("IsTruncated") == "true") {
-    page.next_token = x.child_text("NextContinuationToken");
-    if (page.next_token.empty())
-      fail("S3 ListObjectsV2 response", "a NextContinuationToken when IsTruncated is true", "none");
-  }
-  return page;
+  if (cfg_.dry_run) return {};
+  return parse_list_objects_v2(resp.body);
 }
 
 std::vector<S3Object> S3Client::list_all(const std::string& bucket, const std::string& prefix) {
@@ -340,6 +349,15 @@ std::vector<S3Object> S3Client::list_all(const std::string& bucket, const std::s
     token = p.next_token;
   }
   throw Error("S3 ListObjectsV2: more than 100000 pages under s3://" + bucket + "/" + prefix);
+}
+
+std::string folder_prefix(const std::string& key) {
+  if (key.empty() || key.back() == '/') return key;
+  return key + "/";
+}
+
+std::vector<S3Object> S3Client::list_folder(const std::string& bucket, const std::string& key) {
+  return list_all(bucket, folder_prefix(key));
 }
 
 std::vector<std::string> S3Client::list_buckets() {

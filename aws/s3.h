@@ -12,6 +12,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "aws/client.h"
@@ -45,6 +46,13 @@ struct ListPage {
   std::string next_token;  // "" when this was the last page
 };
 
+// The prefix that treats `key` as a folder, as every recursive operation does: "data" ->
+// "data/" (so that "data-old/x" and "database.csv" are not under it); "" and "data/" unchanged.
+std::string folder_prefix(const std::string& key);
+
+// A ListObjectsV2 response body (XML) -> its page; kiln::Error on anything malformed (fuzzed).
+ListPage parse_list_objects_v2(std::string_view body);
+
 struct HeadResult {
   int64_t size = 0;
   std::string etag, content_type, last_modified;
@@ -73,6 +81,8 @@ class S3Client {
                            const std::string& continuation_token = {}, int max_keys = 1000);
   // Every object under the prefix, following continuation tokens (bounded).
   std::vector<S3Object> list_all(const std::string& bucket, const std::string& prefix);
+  // Every object in the folder `key` (folder_prefix): what --recursive operations act on.
+  std::vector<S3Object> list_folder(const std::string& bucket, const std::string& key);
   std::vector<std::string> list_buckets();        // ListBuckets: names
   void create_bucket(const std::string& bucket);  // LocationConstraint = region unless us-east-1
   bool bucket_exists(const std::string& bucket);  // HeadBucket: false on 404, throws on 403

@@ -88,9 +88,8 @@ int64_t copy(S3Client& s3, const std::string& src, const std::string& dst, const
   S3Uri s = S3Uri::parse(src);
   fs::path out(dst);
   if (opts.recursive) {
-    std::string prefix = s.key;
-    if (!prefix.empty() && prefix.back() != '/') prefix += '/';
-    auto objects = s3.list_all(s.bucket, prefix);
+    const std::string prefix = folder_prefix(s.key);
+    auto objects = s3.list_folder(s.bucket, s.key);
     int64_t n = 0;
     for (const auto& o : objects) {
       if (o.key.empty() || o.key.back() == '/') continue;  // "folder" markers
@@ -120,7 +119,8 @@ int64_t remove(S3Client& s3, const std::string& uri, const TransferOptions& opts
     if (!opts.quiet) std::printf("delete: %s\n", u.str().c_str());
     return 1;
   }
-  auto objects = s3.list_all(u.bucket, u.key);
+  // The prefix is a folder: `rm --recursive s3://b/data` leaves data-old/ and database.csv alone.
+  auto objects = s3.list_folder(u.bucket, u.key);
   for (const auto& o : objects) {
     s3.delete_object(u.bucket, o.key);
     if (!opts.quiet) std::printf("delete: s3://%s/%s\n", u.bucket.c_str(), o.key.c_str());

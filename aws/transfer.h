@@ -33,9 +33,11 @@ struct TransferOptions {
   bool quiet = false;     // no "upload: a to s3://b/a" lines
 };
 
-// Returns the number of files copied. SRC/DST as in `aws s3 cp`: either side s3://bucket/key.
+// Returns the number of files copied. SRC/DST as in `aws s3 cp`: either side s3://bucket/key;
+// a recursive download copies the folder s3://b/key/ (folder_prefix).
 int64_t copy(S3Client& s3, const std::string& src, const std::string& dst, const TransferOptions& opts);
-// Deletes one object, or every object under the prefix with recursive. Returns the count.
+// Deletes one object, or with recursive every object in the folder (s3://b/data: the keys under
+// data/, never data-old/... or database.csv). Returns the count.
 int64_t remove(S3Client& s3, const std::string& uri, const TransferOptions& opts);
 
 }  // namespace kiln::aws

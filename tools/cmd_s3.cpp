@@ -72,7 +72,7 @@ int cmd_cp(const std::vector<std::string>& argv) {
 int cmd_ls(const std::vector<std::string>& argv) {
   Args a("kiln s3 ls", "List buckets, or the objects and prefixes under s3://bucket/prefix.");
   a.positional("S3URI", "s3://bucket[/prefix]; none lists your buckets", false);
-  a.flag("--recursive", "list every object under the prefix (no grouping by '/')");
+  a.flag("--recursive", "list every object in the folder s3://bucket/prefix/ (no grouping by '/')");
   add_common(a);
   if (!a.parse(argv)) return 0;
   S3Client s3 = make_client(a);
@@ -83,7 +83,9 @@ int cmd_ls(const std::vector<std::string>& argv) {
   S3Uri u = S3Uri::parse(a.positionals()[0]);
   std::string token;
   for (int page = 0; page < 100000; ++page) {
-    ListPage p = s3.list_objects_v2(u.bucket, u.key, a.flag_set("--recursive") ? "" : "/", token);
+    // --recursive lists the folder (as rm/cp --recursive act on it); without, the prefix as typed
+    bool recursive = a.flag_set("--recursive");
+    ListPage p = s3.list_objects_v2(u.bucket, recursive ? folder_prefix(u.key) : u.key, recursive ? "" : "/", token);
     for (const auto& cp : p.common_prefixes) std::printf("%30s PRE %s\n", "", cp.c_str());
     for (const auto& o : p.objects)
       std::printf("%-24s %12lld %s\n", o.last_modified.c_str(), static_cast<long long>(o.size), o.key.c_str());
@@ -96,7 +98,7 @@ int cmd_ls(const std::vector<std::string>& argv) {
 int cmd_rm(const std::vector<std::string>& argv) {
   Args a("kiln s3 rm", "Delete an object, or every object under a prefix with --recursive.");
   a.positional("S3URI", "s3://bucket/key");
-  a.flag("--recursive", "delete every object under the prefix");
+  a.flag("--recursive", "delete every object in the folder (s3://b/data: data/..., never data-old/...)");
   add_common(a);
   if (!a.parse(argv)) return 0;
   S3Client s3 = make_client(a);

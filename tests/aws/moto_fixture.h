@@ -45,7 +45,13 @@ class MotoServer {
   std::string url, key, secret, log_path;
 
   static MotoServer& get() {
-    static MotoServer m;
+    static MotoServer m(true);
+    return m;
+  }
+  // A second moto_server without signature checks, for requests moto 5 cannot verify although
+  // they are right (a '/' in a query value, as in ListObjectsV2 prefix=data/).
+  static MotoServer& unsigned_server() {
+    static MotoServer m(false);
     return m;
   }
   ~MotoServer() {
@@ -61,7 +67,7 @@ class MotoServer {
   }
 
  private:
-  MotoServer() {
+  explicit MotoServer(bool check_signatures) {
     int port = free_port();
     url = "http://127.0.0.1:" + std::to_string(port);
     const char* build = std::getenv("KILN_BUILD_ROOT");
@@ -77,7 +83,7 @@ class MotoServer {
         dup2(fd, 1);
         dup2(fd, 2);
       }
-      setenv("INITIAL_NO_AUTH_ACTION_COUNT", "3", 1);
+      if (check_signatures) setenv("INITIAL_NO_AUTH_ACTION_COUNT", "3", 1);
       setenv("MOTO_IAM_LOAD_MANAGED_POLICIES", "true", 1);  // AWS managed policies for setup-role
       std::string p = std::to_string(port);
       execlp("moto_server", "moto_server", "-H", "127.0.0.1", "-p", p.c_str(), static_cast<char*>(nullptr));
@@ -96,6 +102,11 @@ class MotoServer {
       if (!up) usleep(100000);
     }
     if (!up) throw std::runtime_error("moto_server did not answer within 30 s; log: " + log_path);
+    if (!check_signatures) {
+      key = "AKIAUNSIGNED00000000";
+      secret = "unsigned";
+      return;
+    }
     std::string out;
     int rc = run_capture("python3 " + helper_script() + " setup " + url, out);
     if (rc != 0) throw std::runtime_error("moto_helper.py setup failed (python3 with boto3 on PATH?): " + out);
