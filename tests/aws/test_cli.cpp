@@ -277,10 +277,16 @@ TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against mo
     channels[c["ChannelName"]] = c["DataSource"]["S3DataSource"]["S3Uri"];
   CHECK(channels["training"] == "s3://kiln-e2e/kiln/data/cifar100");
   CHECK(channels["pretrained"] == "s3://kiln-e2e/kiln/pretrained/my-resnet34.pth");
-  rc = run_kiln({"sagemaker", "train", "--no-wait", "--job-name", "kiln-e2e-ok-2", "--pretrained", weights.string()}, out);
+  rc = run_kiln({"sagemaker", "train", "--no-wait", "--job-name", "kiln-e2e-ok-2", "--pretrained", weights.string(),
+                 "--train-instance-count", "2"}, out);
   CHECK_MESSAGE(rc == 0, out);
+  CHECK_MESSAGE(has(out, "2 x ml.c5.9xlarge, data-parallel over Open MPI"), out);
+  CHECK(SageMakerClient(cfg).describe_training_job("kiln-e2e-ok-2")["ResourceConfig"]["InstanceCount"] == 2);
+  CHECK(job["ResourceConfig"]["InstanceCount"] == 1);
   CHECK_MESSAGE(has(out, "pretrained: s3://kiln-e2e/kiln/pretrained/my-resnet34.pth is in S3 already"), out);
   CHECK_FALSE(has(out, "pretrained: uploaded"));
+  CHECK(run_kiln({"sagemaker", "train", "--no-wait", "--job-name", "kiln-e2e-ok-4", "--train-instance-count", "0"}, out) == 1);
+  CHECK_MESSAGE(has(out, "--train-instance-count: expected 1 to 100 instances"), out);
   CHECK(run_kiln({"sagemaker", "train", "--no-wait", "--job-name", "kiln-e2e-ok-3", "--pretrained", "resnet34.pth"}, out) == 1);
   CHECK_MESSAGE(has(out, "--pretrained: expected imagenet, none or a weights file"), out);
 }

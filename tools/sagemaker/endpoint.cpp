@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "data/dataset.h"
 #include "io/npy.h"
+#include "models/argmax.h"
 #include "tools/sagemaker/common.h"
 
 namespace kiln::cli::sagemaker {
@@ -130,7 +131,7 @@ int step_predict(Session& s) {
   for (int64_t i = 0; i < n; ++i) {
     const auto& row = rows[static_cast<size_t>(i)];
     if (row.empty()) kiln::fail("InvokeEndpoint response row", "class scores", "an empty row");
-    size_t best = static_cast<size_t>(std::max_element(row.begin(), row.end()) - row.begin());
+    const size_t best = static_cast<size_t>(kiln::models::argmax(row.data(), static_cast<int64_t>(row.size())));
     auto name = [&](size_t k) { return k < test.class_names.size() ? test.class_names[k] : "class " + std::to_string(k); };
     int64_t truth = test.labels[static_cast<size_t>(i)];
     std::printf("image %lld: predicted %s (%zu, log-prob %.4f), true %s (%lld)\n", static_cast<long long>(i),

@@ -169,6 +169,9 @@ TrainingJobSpec training_spec(Session& s, const std::string& data_s3) {
   t.role_arn = s.role_arn;
   t.image_uri = s.image;
   t.instance_type = a.get("--train-instance-type");
+  t.instance_count = a.get_int("--train-instance-count");
+  if (t.instance_count < 1 || t.instance_count > 100)
+    kiln::fail("--train-instance-count", "1 to 100 instances", a.get("--train-instance-count"));
   t.volume_size_gb = a.get_int("--volume-gb");
   t.input_s3_uri = data_s3;
   t.output_s3_uri = s.output_s3();
@@ -297,6 +300,9 @@ std::string step_train(Session& s, const std::string& data_s3_in) {
     rethrow_create_failure(e, spec.instance_type, true, spec.spot, spec.role_arn);
   }
   std::printf("%s training job %s%s\n", s.dry_run ? "would create" : "created", s.job.c_str(), arn.empty() ? "" : (" (" + arn + ")").c_str());
+  if (spec.instance_count > 1)
+    std::printf("%lld x %s, data-parallel over Open MPI (the image must come from kiln image build --mpi)\n",
+                static_cast<long long>(spec.instance_count), spec.instance_type.c_str());
   if (!s.wait) return s.model_data_default();
   return follow_job(s, sm, s.job, spec.instance_count, true);
 }

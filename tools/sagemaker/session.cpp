@@ -56,6 +56,7 @@ const Opt kOptions[] = {
     {"job-name", "NAME", "training job name (default kiln-YYYYMMDD-HHMMSS)", ""},
     {"endpoint-name", "NAME", "endpoint, endpoint config and model name (default: the job name)", ""},
     {"train-instance-type", "TYPE", "training instance", "ml.c5.9xlarge"},
+    {"train-instance-count", "N", "training instances; N > 1 trains data-parallel over Open MPI (build the image with kiln image build --mpi)", "1"},
     {"deploy-instance-type", "TYPE", "serving instance", "ml.c4.8xlarge"},
     {"spot", "BOOL", "managed spot training (true/false)", "true"},
     {"max-run", "SECONDS", "MaxRuntimeInSeconds", "86400"},
