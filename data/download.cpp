@@ -6,6 +6,7 @@
 #include <httplib.h>
 #include <openssl/evp.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -91,57 +92,89 @@ std::string md5_hex(std::string_view bytes) {
   return m.hex();
 }
 
-std::string https_get(const std::string& url_text, const FetchOptions& o) {
-  const Url url = parse_url(url_text);
-  httplib::Client cli(url.origin);
-  cli.enable_server_certificate_verification(true);
-  if (!o.ca_bundle.empty()) {
-    if (!fs::is_regular_file(o.ca_bundle))
-      fail("CA bundle " + o.ca_bundle, "a PEM file of trusted certificates", "no such file");
-    cli.set_ca_cert_path(o.ca_bundle);
-  }
-  // Redirects are followed (by cpp-httplib, which checks certificates on https:// hops).
-  cli.set_follow_location(true);
-  cli.set_connection_timeout(std::chrono::seconds(o.timeout_s));
-  cli.set_read_timeout(std::chrono::seconds(o.timeout_s));
+// Where a redirect's Location points, from the URL that answered it: absolute, or a path on the
+// same origin. Anything but https:// is refused: a downgrade would fetch unverified bytes.
+static std::string redirect_target(const Url& from, const std::string& from_text, const std::string& location) {
+  std::string to;
+  if (location.find("://") != std::string::npos) to = location;
+  else if (!location.empty() && location[0] == '/' && (location.size() < 2 || location[1] != '/')) to = from.origin + location;
+  else if (location.rfind("//", 0) == 0) to = "https:" + location;  // scheme-relative keeps https
+  else to = from.origin + from.path.substr(0, from.path.rfind('/') + 1) + location;
+  std::string scheme = to.substr(0, to.find("://"));
+  for (char& c : scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (scheme != "https")
+    throw Error(from_text + " redirects to " + scheme + "://" + "...: refusing to leave https (a downgrade)",
+                "kiln downloads only over verified HTTPS; use a URL that stays on https");
+  return to;
+}
 
+std::string https_get(const std::string& url_text, const FetchOptions& o) {
+  std::string current = url_text;
   std::string body;
-  bool too_big = false;
-  int64_t last_report = 0;
   const auto t0 = std::chrono::steady_clock::now();
-  auto res = cli.Get(
-      url.path,
-      [&](const char* data, size_t n) {
-        if (body.size() + n > o.max_bytes) {
-          too_big = true;
-          return false;
-        }
-        body.append(data, n);
-        if (o.on_data) o.on_data(data, n);
-        return true;
-      },
-      [&](uint64_t cur, uint64_t total) {
-        if (!o.quiet && static_cast<int64_t>(cur) - last_report >= (int64_t(16) << 20)) {
-          last_report = static_cast<int64_t>(cur);
-          std::fprintf(stderr, "  %.0f / %.0f MiB\n", cur / 1048576.0, total / 1048576.0);
-        }
-        return true;
-      });
-  if (too_big)
-    fail(url_text, "at most " + std::to_string(o.max_bytes >> 20) + " MiB", "a larger answer", o.offline_hint);
-  if (!res) {
-    const auto err = res.error();
-    std::string why = httplib::to_string(err);
-    if (err == httplib::Error::SSLServerVerification)
-      throw Error(url_text + ": the server's TLS certificate could not be verified (" + why + ")",
-                  "kiln only downloads over verified HTTPS; if a proxy re-signs TLS, point "
-                  "KILN_CA_BUNDLE at its CA certificate (PEM); otherwise " + o.offline_hint);
-    if (err == httplib::Error::Connection || err == httplib::Error::ConnectionTimeout ||
-        err == httplib::Error::SSLConnection)
-      throw Error(url_text + ": cannot connect (" + why + "): this machine looks offline", o.offline_hint);
-    throw Error(url_text + ": download failed (" + why + ")", o.offline_hint);
+  for (int hop = 0;; ++hop) {
+    const Url url = parse_url(current);
+    httplib::Client cli(url.origin);
+    cli.enable_server_certificate_verification(true);
+    if (!o.ca_bundle.empty()) {
+      if (!fs::is_regular_file(o.ca_bundle))
+        fail("CA bundle " + o.ca_bundle, "a PEM file of trusted certificates", "no such file");
+      cli.set_ca_cert_path(o.ca_bundle);
+    }
+    // Redirects are followed here, not by cpp-httplib, so that every hop is checked to stay https.
+    cli.set_follow_location(false);
+    cli.set_connection_timeout(std::chrono::seconds(o.timeout_s));
+    cli.set_read_timeout(std::chrono::seconds(o.timeout_s));
+
+    bool too_big = false, redirect = false;
+    int64_t last_report = 0;
+    auto res = cli.Get(
+        url.path, httplib::Headers{},
+        [&](const httplib::Response& r) {
+          redirect = r.status >= 300 && r.status < 400;  // its body is not the download
+          return true;
+        },
+        [&](const char* data, size_t n) {
+          if (redirect) return true;
+          if (body.size() + n > o.max_bytes) {
+            too_big = true;
+            return false;
+          }
+          body.append(data, n);
+          if (o.on_data) o.on_data(data, n);
+          return true;
+        },
+        [&](uint64_t cur, uint64_t total) {
+          if (!redirect && !o.quiet && static_cast<int64_t>(cur) - last_report >= (int64_t(16) << 20)) {
+            last_report = static_cast<int64_t>(cur);
+            std::fprintf(stderr, "  %.0f / %.0f MiB\n", cur / 1048576.0, total / 1048576.0);
+          }
+          return true;
+        });
+    if (too_big)
+      fail(url_text, "at most " + std::to_string(o.max_bytes >> 20) + " MiB", "a larger answer", o.offline_hint);
+    if (!res) {
+      const auto err = res.error();
+      std::string why = httplib::to_string(err);
+      if (err == httplib::Error::SSLServerVerification)
+        throw Error(current + ": the server's TLS certificate could not be verified (" + why + ")",
+                    "kiln only downloads over verified HTTPS; if a proxy re-signs TLS, point "
+                    "KILN_CA_BUNDLE at its CA certificate (PEM); otherwise " + o.offline_hint);
+      if (err == httplib::Error::Connection || err == httplib::Error::ConnectionTimeout ||
+          err == httplib::Error::SSLConnection)
+        throw Error(current + ": cannot connect (" + why + "): this machine looks offline", o.offline_hint);
+      throw Error(current + ": download failed (" + why + ")", o.offline_hint);
+    }
+    if (redirect) {
+      if (hop >= 10) fail(url_text, "at most 10 redirects", "more");
+      std::string location = res->get_header_value("Location");
+      if (location.empty()) fail(current + ": HTTP " + std::to_string(res->status), "a Location header", "none");
+      current = redirect_target(url, current, location);
+      continue;
+    }
+    if (res->status != 200) fail(current, "HTTP status 200", std::to_string(res->status), o.offline_hint);
+    break;
   }
-  if (res->status != 200) fail(url_text, "HTTP status 200", std::to_string(res->status), o.offline_hint);
   if (!o.quiet) {
     const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fprintf(stderr, "downloaded %.1f MiB in %.1f s\n", body.size() / 1048576.0, sec);

@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <thread>
 
 #include "core/atomic_file.h"
@@ -189,4 +190,34 @@ TEST_CASE("kiln download cifar100: KILN_CA_BUNDLE and KILN_CIFAR100_MD5 from the
   CHECK(out.find("kiln download: error:") != std::string::npos);
   CHECK(out.find("certificate") != std::string::npos);
   CHECK(listing(to) == std::vector<std::string>{"cifar-100-python"});
+}
+
+TEST_CASE("download: a redirect from https to http is refused before anything is fetched over http") {
+  Fixture f;
+  // A plain-HTTP server that would serve the archive: it must never be asked.
+  httplib::Server plain;
+  std::atomic<int> asked{0};
+  plain.Get("/good.tar.gz", [&](const httplib::Request&, httplib::Response& r) {
+    ++asked;
+    r.set_content(f.good, "application/gzip");
+  });
+  const int plain_port = plain.bind_to_any_port("127.0.0.1");
+  std::thread t([&] { plain.listen_after_bind(); });
+  const std::string http_url = "http://127.0.0.1:" + std::to_string(plain_port) + "/good.tar.gz";
+  f.https.server->Get("/downgrade", [&](const httplib::Request&, httplib::Response& r) { r.set_redirect(http_url); });
+  f.https.server->Get("/hop", [](const httplib::Request&, httplib::Response& r) { r.set_redirect("/downgrade"); });
+  f.https.server->Get("/loop", [](const httplib::Request&, httplib::Response& r) { r.set_redirect("/loop"); });
+
+  const fs::path to = f.dir.path / "data";
+  for (const char* path : {"/downgrade", "/hop"}) {
+    CAPTURE(path);
+    const std::string msg = error_of([&] { download_cifar100(f.cfg(to, path)); });
+    CHECK(msg.find("redirects to http://...: refusing to leave https (a downgrade)") != std::string::npos);
+    CHECK(msg.find("/downgrade") != std::string::npos);  // names the hop that downgraded
+  }
+  CHECK(asked == 0);
+  CHECK(listing(to).empty());
+  CHECK(error_of([&] { download_cifar100(f.cfg(to, "/loop")); }).find("at most 10 redirects") != std::string::npos);
+  plain.stop();
+  t.join();
 }
