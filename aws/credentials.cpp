@@ -53,6 +53,10 @@ static Clock::time_point parse_iso8601(const std::string& s, const std::string& 
   in >> std::get_time(&tm, "%Y-%m-%dT%H:%M:%S");
   if (in.fail())  // not quoted: it comes from a credentials document
     fail(what, "an ISO 8601 time like 2026-11-26T18:00:00Z", std::to_string(s.size()) + " characters that are not one");
+  // system_clock counts nanoseconds in 64 bits (years 1678-2262): a year outside would overflow
+  // (found by fuzz_aws_config); AWS expirations are hours away.
+  if (tm.tm_year + 1900 < 1970 || tm.tm_year + 1900 > 2200)
+    fail(what, "a time between the years 1970 and 2200", "year " + std::to_string(tm.tm_year + 1900));
   return Clock::from_time_t(timegm(&tm));
 }
 

@@ -72,7 +72,7 @@ ModelConfig parse_model_config(const std::string& text, const std::string& what)
   json j;
   try {
     j = json::parse(text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for 7E9433 (found by fuzz_model_config)
     fail(what, "valid JSON", std::string("a parse error: ") + e.what());
   }
   if (!j.is_object()) fail(what, "a JSON object", j.dump().substr(0, 60));

@@ -320,6 +320,9 @@ TEST_CASE("credentials documents that do not parse are described, never quoted")
       CHECK(m.find("leaked") == std::string::npos);
     }
   }
+  // an Expiration outside system_clock's range was a signed overflow (found by fuzz_aws_config)
+  CHECK_THROWS_WITH_AS(parse_credentials_json(R"({"AccessKeyId":"A","SecretAccessKey":"s","Expiration":"1049-01-01T00:00:00Z"})", "imds"),
+                       doctest::Contains("a time between the years 1970 and 2200, found year 1049"), kiln::Error);
   CHECK_THROWS_WITH_AS(parse_credentials_json(R"({"Code":"AssumeRoleUnauthorizedAccess"})", "imds"),
                        doctest::Contains("found Code \"AssumeRoleUnauthorizedAccess\""), kiln::Error);
 }

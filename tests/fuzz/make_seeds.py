@@ -128,6 +128,55 @@ def main(out):
     put(out, "gzip", "text.gz", gzip.compress(b"hello " * 100, mtime=0))
     put(out, "gzip", "two-members.gz", gzip.compress(b"a" * 10, mtime=0) + gzip.compress(b"b" * 10, mtime=0))
     put(out, "gzip", "empty.gz", gzip.compress(b"", mtime=0))
+
+    # CIFAR-100: binary records (coarse, fine, 3072 pixels) and the python pickles; the python
+    # harness's first byte picks meta (odd) or a split (even)
+    put(out, "cifar_binary", "two.bin", bytes([1, 99]) + bytes(3072) + bytes([19, 0]) + bytes(range(256)) * 12)
+    fine = [f"class{i}" for i in range(100)]
+    meta = {"fine_label_names": fine, "coarse_label_names": [f"super{i}" for i in range(20)]}
+    split = {"filenames": ["a.png", "b.png"], "fine_labels": [3, 99], "coarse_labels": [1, 19],
+             "data": rng.integers(0, 256, (2, 3072), dtype=np.uint8), "batch_label": "training batch 1 of 1"}
+    for proto in (2, 3):
+        put(out, "cifar_python", f"meta{proto}", b"\x01" + pickle.dumps(meta, protocol=proto))
+        put(out, "cifar_python", f"train{proto}", b"\x00" + pickle.dumps(split, protocol=proto))
+    put(out, "cifar_python", "train-bytes-keys", b"\x00" + pickle.dumps({k.encode(): v for k, v in split.items()}, protocol=2))
+
+    # SageMaker hyperparameters.json (values JSON-encoded once more by the SDK) and config.json
+    for i, hp in enumerate([{"epochs": "2", "batch-size": "\"64\"", "learning_rate": "0.1", "momentum": "0.9"},
+                            {"lr": 0.05, "weight_decay": "5e-4", "sagemaker_program": "\"train.py\"", "amp": "true"},
+                            {"max-steps": "10", "seed": "1", "one-cycle": "yes", "threads": "0"}]):
+        put(out, "hyperparameters", f"{i}.json", json.dumps(hp).encode())
+    put(out, "model_config", "config.json", json.dumps({
+        "format": "kiln-model", "version": 1, "arch": "resnet34", "num_classes": 3, "class_names": ["a", "b", "c"],
+        "mean": [0.5071, 0.4865, 0.4409], "std": [0.2673, 0.2564, 0.2762], "image_size": 32, "dataset": "cifar100"},
+        indent=2).encode())
+
+    # AWS: config/credentials files (first byte even) and credentials documents (odd)
+    put(out, "aws_config", "credentials", b"\x00[default]\naws_access_key_id = AKIAEXAMPLE\naws_secret_access_key = s\n"
+        b"# c\n[dev]\r\naws_session_token=t\r\n")
+    put(out, "aws_config", "config", b"\x00[profile dev]\nregion = eu-west-1\ns3 =\n  max_concurrency = 4\n;x\n")
+    put(out, "aws_config", "container.json", b"\x01" + json.dumps({
+        "AccessKeyId": "ASIAEXAMPLE", "SecretAccessKey": "s", "Token": "t", "Expiration": "2099-01-01T00:00:00Z"}).encode())
+    put(out, "aws_config", "imds-error.json", b"\x01" + json.dumps({"Code": "AssumeRoleUnauthorizedAccess", "Message": "m"}).encode())
+    ns = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"'
+    put(out, "aws_xml", "list.xml", f"""<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult {ns}><Name>b</Name><Prefix>data/</Prefix><KeyCount>2</KeyCount><IsTruncated>true</IsTruncated>
+<NextContinuationToken>tok==</NextContinuationToken><Contents><Key>data/a&amp;b.csv</Key><Size>123</Size>
+<ETag>&quot;abc&quot;</ETag><LastModified>2024-01-01T00:00:00.000Z</LastModified></Contents>
+<CommonPrefixes><Prefix>data/sub/</Prefix></CommonPrefixes></ListBucketResult>""".encode())
+    put(out, "aws_xml", "error.xml", b"<?xml version='1.0'?><Error><Code>NoSuchUpload</Code><Message>gone</Message>"
+        b"<![CDATA[x<y]]></Error>")
+    put(out, "aws_xml", "iam.xml", b"<GetRoleResponse><GetRoleResult><Role><Arn>arn:aws:iam::1:role/R</Arn></Role>"
+        b"<AttachedPolicies><member><PolicyArn>arn:p</PolicyArn></member></AttachedPolicies></GetRoleResult></GetRoleResponse>")
+    put(out, "sagemaker_json", "describe.json", json.dumps({
+        "TrainingJobName": "j", "TrainingJobStatus": "InProgress", "CreationTime": 1700000000.5,
+        "StoppingCondition": {"MaxRuntimeInSeconds": 3600, "MaxWaitTimeInSeconds": 7200}}).encode())
+    put(out, "sagemaker_json", "describe-text-time.json", json.dumps({
+        "CreationTime": "2026-12-03T07:01:58.123+01:00", "StoppingCondition": {"MaxRuntimeInSeconds": 60}}).encode())
+    put(out, "sagemaker_json", "error.json", b'{"__type":"com.amazon.coral#ValidationException","message":"bad"}')
+    put(out, "sigv4", "get", b"GET\nexamplebucket/test%20file.txt\nlist-type=2&prefix=a%2Fb&x\nRange: bytes=0-9\n"
+        b"x-amz-meta-a:  two  spaces \n")
+    put(out, "sigv4", "dots", b"PUT\na/./b/../c//d\nk=v&k=u&%E2%82%AC=1\nContent-Type:text/plain\n")
     from seeds_serve_codec import serve_codec_seeds
     serve_codec_seeds(lambda name, data: put(out, "serve_codec", name, data))
 
