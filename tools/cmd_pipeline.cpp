@@ -22,9 +22,10 @@
 #include "io/gzip.h"
 #include "io/npy.h"
 #include "io/tar.h"
+#include "models/argmax.h"
+#include "models/model_dir.h"
 #include "tools/args.h"
 #include "tools/command.h"
-#include "models/model_dir.h"
 #include "tools/process.h"
 
 namespace {
@@ -327,9 +328,7 @@ int run_pipeline(const std::vector<std::string>& argv) {
   std::printf("%-5s %-20s %-20s %s\n", "image", "ground truth", "predicted", "log-prob");
   for (int64_t i = 0; i < n; ++i) {
     const float* lp = out.f32() + i * classes;
-    int64_t best = 0;
-    for (int64_t k = 1; k < classes; ++k)
-      if (lp[k] > lp[best]) best = k;
+    const int64_t best = kiln::models::argmax(lp, classes);
     int64_t truth = ds.test.labels[static_cast<size_t>(i)];
     std::printf("%-5lld %-20s %-20s %.3f%s\n", static_cast<long long>(i),
                 model.config.class_names[static_cast<size_t>(truth)].c_str(),

@@ -16,6 +16,7 @@
 #include "engine/sgd.h"
 #include "engine/tensor.h"
 #include "io/pth.h"
+#include "models/argmax.h"
 #include "models/resnet.h"
 
 int main(int argc, char** argv) try {
@@ -57,9 +58,7 @@ int main(int argc, char** argv) try {
   std::vector<float> lp = kiln::ops::log_softmax(net.forward(x)).to_plain_vector();
   std::printf("predictions:");
   for (int64_t i = 0; i < n; ++i) {
-    int64_t best = 0;
-    for (int64_t k = 1; k < 100; ++k)
-      if (lp[i * 100 + k] > lp[i * 100 + best]) best = k;
+    const int64_t best = kiln::models::argmax(lp.data() + i * 100, 100);
     std::printf(" %lld", static_cast<long long>(best));
   }
   std::printf("\n");
