@@ -1,6 +1,7 @@
 // S3 over the signed client (see s3.h). XML bodies are parsed with aws/xml.h.
 #include "aws/s3.h"
 
+
 #include <algorithm>
 #include <atomic>
 #include <cctype>
@@ -132,6 +133,22 @@ std::string S3Client::upload_part(const std::string& bucket, const std::string& 
   return etag;
 }
 
+std::string multipart_etag(const std::vector<std::pair<int, std::string>>& parts) {
+  std::string digests;
+  for (const auto& [n, etag] : parts) {
+    std::string hex = etag;
+    if (hex.size() >= 2 && hex.front() == '"' && hex.back() == '"') hex = hex.substr(1, hex.size() - 2);
+    if (hex.size() != 32) return {};  // not an MD5 (e.g. SSE-KMS parts): nothing to compare
+    auto nibble = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) ? (c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10) : -1; };
+    for (size_t i = 0; i < 32; i += 2) {
+      int hi = nibble(hex[i]), lo = nibble(hex[i + 1]);
+      if (hi < 0 || lo < 0) return {};
+      digests += static_cast<char>(hi * 16 + lo);
+    }
+  }
+  return "\"" + to_hex(md5(digests)) + "-" + std::to_string(parts.size()) + "\"";
+}
+
 void S3Client::complete_multipart_upload(const std::string& bucket, const std::string& key,
                                          const std::string& upload_id,
                                          const std::vector<std::pair<int, std::string>>& parts) {
@@ -146,7 +163,21 @@ void S3Client::complete_multipart_upload(const std::string& bucket, const std::s
     r.query = {{"uploadId", upload_id}};
     r.headers.push_back({"Content-Type", "application/xml"});
     r.body = body;
-    HttpResponse resp = send(std::move(r), bucket, key);
+    HttpResponse resp;
+    try {
+      resp = send(std::move(r), bucket, key);
+    } catch (const AwsError& e) {
+      // Not idempotent: when an earlier attempt completed the upload but its answer was lost, the
+      // retry hears NoSuchUpload. The object is ours when its ETag is the one our parts make.
+      if (e.code() != "NoSuchUpload") throw;
+      std::string want = multipart_etag(parts);
+      std::optional<HeadResult> h = want.empty() ? std::nullopt : head_object(bucket, key);
+      if (!h || h->etag != want) throw;
+      if (cfg_.on_retry)
+        cfg_.on_retry("S3 CompleteMultipartUpload: NoSuchUpload on a retry, but s3://" + bucket + "/" + key +
+                      " has our ETag " + want + ": the earlier attempt completed it");
+      return;
+    }
     if (cfg_.dry_run) return;
     XmlNode x = parse_xml(resp.body, "S3 CompleteMultipartUpload response");
     if (x.name != "Error") return;

@@ -50,6 +50,10 @@ struct ListPage {
 // "data/" (so that "data-old/x" and "database.csv" are not under it); "" and "data/" unchanged.
 std::string folder_prefix(const std::string& key);
 
+// The ETag S3 gives an object completed from these parts: "md5(part md5s concatenated)-N"
+// (quoted); "" when a part's ETag is not a plain MD5.
+std::string multipart_etag(const std::vector<std::pair<int, std::string>>& parts);
+
 // A ListObjectsV2 response body (XML) -> its page; kiln::Error on anything malformed (fuzzed).
 ListPage parse_list_objects_v2(std::string_view body);
 
@@ -91,6 +95,8 @@ class S3Client {
   std::string create_multipart_upload(const std::string& bucket, const std::string& key);
   std::string upload_part(const std::string& bucket, const std::string& key, const std::string& upload_id,
                           int part_number, const std::string& body);  // returns the ETag
+  // Retried like any call; a retry answered NoSuchUpload counts as success when the object is
+  // there with multipart_etag(parts) (an earlier attempt completed it and its answer was lost).
   void complete_multipart_upload(const std::string& bucket, const std::string& key, const std::string& upload_id,
                                  const std::vector<std::pair<int, std::string>>& parts);
   void abort_multipart_upload(const std::string& bucket, const std::string& key, const std::string& upload_id);
