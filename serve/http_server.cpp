@@ -460,9 +460,11 @@ struct HttpServer::Impl {
   }
 
   void take_completions() {
-    wake_pending = false;
+    // Read the eventfd before clearing the flag: a wake() between the two then either sees the
+    // flag still set (its completion is already queued, and taken below) or writes again.
     uint64_t counter;
     [[maybe_unused]] ssize_t r = ::read(wake_fd, &counter, sizeof counter);
+    wake_pending = false;
     std::vector<Completion> batch;
     {
       std::lock_guard<std::mutex> lock(done_mu);
@@ -518,6 +520,7 @@ struct HttpServer::Impl {
       }
       if (draining && (conns.empty() || Clock::now() > drain_deadline)) break;
       const int n = ::epoll_wait(epoll_fd, events.data(), static_cast<int>(events.size()), 100);
+      if (n > 0 && h.on_burst) h.on_burst(true);
       for (int i = 0; i < n; ++i) {
         const uint64_t id = events[static_cast<size_t>(i)].data.u64;
         const uint32_t ev = events[static_cast<size_t>(i)].events;
@@ -529,6 +532,7 @@ struct HttpServer::Impl {
           on_event(id, ev);
         }
       }
+      if (n > 0 && h.on_burst) h.on_burst(false);
       const auto now = Clock::now();
       if (!listening_in_epoll && !stopping && listen_fd >= 0 && now >= accept_paused_until)
         listen_in_epoll();
@@ -624,7 +628,8 @@ void HttpServer::run() {
 
 void HttpServer::stop() {
   impl_->stopping = true;
-  impl_->wake();
+  uint64_t one = 1;
+  [[maybe_unused]] ssize_t r = ::write(impl_->wake_fd, &one, sizeof one);
 }
 
 void HttpServer::post(std::function<void()> task) { impl_->pool->post(std::move(task)); }

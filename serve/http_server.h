@@ -76,6 +76,9 @@ struct HttpHandlers {
   std::function<void(const std::string& method, const std::string& path, const HttpResponse& res,
                      const std::string& remote, double seconds)>
       observe;
+  // Called with true before the loop handles a wake-up's events and with false after: requests
+  // read in between arrive together (the batcher waits for them).
+  std::function<void(bool)> on_burst;
   // Request headers copied into the responses the server makes itself (when it has read them).
   std::vector<std::string> echo_headers;
 };

@@ -16,6 +16,7 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 const char* const kAttrs = "X-Amzn-SageMaker-Custom-Attributes";
+constexpr size_t kInlineNpyBytes = 64 << 10;  // 5 float32 images
 
 std::string utc_now() {
   auto now = std::chrono::system_clock::now();
@@ -160,7 +161,16 @@ std::optional<HttpResponse> Server::check_head(const HttpRequest& req) const {
 HttpHandlers Server::handlers() {
   HttpHandlers h;
   h.check_head = [this](const HttpRequest& req) { return check_head(req); };
-  h.on_pool = [](const HttpRequest& req) { return req.path == "/invocations"; };
+  // Small NPY bodies (the SageMaker SDK's usual request) are decoded on the loop itself: a copy
+  // of a few images costs less than handing them to another thread. The rest goes to the pool.
+  h.on_pool = [](const HttpRequest& req) {
+    return req.path == "/invocations" &&
+           (req.body.size() > kInlineNpyBytes || media_type(req.header("Content-Type")) != "application/x-npy");
+  };
+  h.on_burst = [this](bool begins) {
+    if (begins && ready_) burst_ticket_.emplace(batcher_.announce());
+    if (!begins) burst_ticket_.reset();
+  };
   h.echo_headers = {kAttrs};
   h.handle = [this](HttpRequest& req, const ExchangePtr& ex) {
     if (req.path == "/invocations") return invoke(req, ex);
@@ -213,7 +223,12 @@ void Server::invoke(HttpRequest& req, const ExchangePtr& ex) {
     inv->log_probs.resize(static_cast<size_t>(n * classes));
     batcher_.submit({inv->images.data.data(), n, inv->log_probs.data(), ex->cancel_flag(),
                      [this, inv](const std::string& error) {
-                       http_->post([this, inv, error] { finish(inv, error); });
+                       // An NPY answer is a copy of the rows: made here. JSON's top-k and text
+                       // go to the pool, off the model's thread.
+                       if (inv->type == ResponseType::npy)
+                         finish(inv, error);
+                       else
+                         http_->post([this, inv, error] { finish(inv, error); });
                      }},
                     &ticket);
   } catch (const HttpError& e) {

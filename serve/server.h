@@ -87,6 +87,7 @@ class Server {
   MemoryBudget budget_;
   Batcher batcher_;
   std::unique_ptr<HttpServer> http_;  // after batcher_: destroyed first, its pool may submit
+  std::optional<Batcher::Ticket> burst_ticket_;  // event-loop thread only
   std::thread worker_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> stopping_{false};

@@ -463,3 +463,32 @@ TEST_CASE("a server destroyed without run() does not hang") {
   s.reset();  // joins the worker, which was serving an empty queue
   CHECK(std::chrono::steady_clock::now() - t0 < 5s);
 }
+
+TEST_CASE("answers made on other threads while the loop is busy are never lost") {
+  // Answers come from the model's thread (NPY) and the pool (JSON) while the event loop answers
+  // /ping itself: thousands of hand-overs, each one must reach its client.
+  TestServer s(quiet(), test_loader());
+  REQUIRE(s.wait_ready());
+  std::atomic<int> failures{0}, answered{0};
+  std::vector<std::thread> threads;
+  const std::string npy = fixture("single_f32.npy");
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", s.port());
+      c.set_read_timeout(5, 0);
+      for (int i = 0; i < 250; ++i) {
+        httplib::Result r = t % 3 == 0   ? c.Get("/ping")
+                            : t % 3 == 1 ? c.Post("/invocations", npy, "application/x-npy")
+                                         : c.Post("/invocations", {{"Accept", "application/json"}}, npy,
+                                                  "application/x-npy");
+        if (!r || r->status != 200) {
+          ++failures;
+          break;  // a lost hand-over stalls every later answer: no need to wait for each
+        }
+        ++answered;
+      }
+    });
+  for (auto& th : threads) th.join();
+  CHECK(failures == 0);
+  CHECK(answered == 8 * 250);
+}
