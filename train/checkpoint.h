@@ -6,16 +6,25 @@
 // loader's, which is a pure function of (seed, epoch, batch), so this is the whole RNG state.
 // Files are checkpoint-<global step, 10 digits>.safetensors, written atomically; the newest is
 // the one with the highest step; older ones beyond `keep` are removed after a write.
+// Nothing half-written ever sits in the checkpoint folder (SageMaker uploads everything under
+// /opt/ml/checkpoints): a file is written in a staging folder next to it (.<name>.kiln-staging,
+// same file system), fsync'ed and renamed in; a kill -9 leaves its temporary file there (or, when
+// the staging folder cannot be used, a *.tmp.* file in the folder), and clean_checkpoint_dir()
+// removes both at the next start. Resuming takes the newest checkpoint that reads and fits,
+// saying why each newer one was passed over, and refuses changed hyperparameters unless told.
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <map>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "io/array.h"
+#include "train/options.h"
 
 namespace kiln::train {
 
@@ -44,5 +53,33 @@ std::filesystem::path write_checkpoint(const std::filesystem::path& dir, const C
 // The newest checkpoint file in dir, if any (dir may not exist).
 std::optional<std::filesystem::path> find_latest_checkpoint(const std::filesystem::path& dir);
 Checkpoint read_checkpoint(const std::filesystem::path& path);
+
+// Removes what a killed write left behind (temporary files in dir and its staging folder);
+// returns the paths removed.
+std::vector<std::filesystem::path> clean_checkpoint_dir(const std::filesystem::path& dir);
+
+// The settings a saved optimizer state and schedule depend on: lr, momentum, weight-decay,
+// lr-schedule, batch-size, and for onecycle max-lr, epochs and max-steps (its length).
+std::map<std::string, std::string> hyperparameter_settings(const TrainOptions& opt);
+
+// Compares a checkpoint's settings with this run's. A changed hyperparameter_settings() key is
+// refused (kiln::Error naming every difference) unless `override_hyperparameters`, which notes
+// each; any other changed setting (seed, data split, augmentation) is always refused.
+void check_resume_settings(const std::filesystem::path& from, const std::map<std::string, std::string>& saved,
+                           const std::map<std::string, std::string>& current, bool override_hyperparameters,
+                           std::vector<std::string>& notes);
+
+struct ResumePoint {
+  std::filesystem::path path;
+  Checkpoint checkpoint;
+};
+// The newest checkpoint in dir that reads and that `fits` accepts (it throws kiln::Error for a
+// model of another shape; "arch"/"num-classes" settings that differ from `current` are checked
+// first). Each one passed over is noted with its reason. nullopt when dir has no checkpoint;
+// kiln::Error listing them all when none is usable.
+std::optional<ResumePoint> load_resume_point(const std::filesystem::path& dir,
+                                             const std::map<std::string, std::string>& current,
+                                             const std::function<void(const Checkpoint&)>& fits,
+                                             std::vector<std::string>& notes);
 
 }  // namespace kiln::train

@@ -115,6 +115,8 @@ std::vector<OptionSpec> make_table() {
        [](const O& o) { return i2s(o.checkpoint_every_steps); }},
       {"resume", "", "continue from the newest readable checkpoint in --checkpoint-dir", false, {},
        [](O& o, S, S) { o.resume = true; }, [](const O& o) { return flag(o.resume); }},
+      {"resume-override", "", "resume even if lr, momentum, weight decay, schedule, epochs (onecycle) or batch size changed", false, {},
+       [](O& o, S, S) { o.resume_override = true; }, [](const O& o) { return flag(o.resume_override); }},
       {"log-dir", "DIR", "metrics.jsonl and TensorBoard event files", false, {},
        [](O& o, S v, S) { o.log_dir = v; }, [](const O& o) { return o.log_dir.string(); }},
       {"patience", "N", "early stopping: epochs without val_loss improvement (0 = off)", true, {},

@@ -22,6 +22,7 @@ struct TrainOptions {
   std::vector<std::filesystem::path> pretrained_search;  // looked in first for "imagenet" (the container's channel)
   std::filesystem::path weights;     // start from these weights as they are
   bool resume = false;               // continue from the newest readable checkpoint
+  bool resume_override = false;      // resume even when lr, momentum, ... differ from the checkpoint's
   std::string arch = "resnet34";
   int64_t num_classes = 0;           // 0: the dataset's
   int64_t epochs = 4, max_steps = 0, batch_size = 128, patience = 20;

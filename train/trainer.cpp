@@ -208,24 +208,26 @@ void Trainer::setup() {
                 {"val-size", std::to_string(m.val_size)}, {"shuffle", opt.shuffle ? "1" : "0"},
                 {"augment", opt.augment ? "1" : "0"}, {"train-records", std::to_string(m.split.train.size())},
                 {"lr-schedule", opt.lr_schedule}};
+  m.settings.merge(hyperparameter_settings(opt));
   m.state.loader_seed = opt.seed;
   if (m.rank.is_root()) m.log = std::make_unique<MetricsLog>(opt.log_dir, opt.plain_progress);
 }
 
 bool Trainer::Impl::resume_from_checkpoint() {
   if (opt.checkpoint_dir.empty()) throw Error("--resume needs --checkpoint-dir", "name the folder with the checkpoints");
-  std::optional<fs::path> from = find_latest_checkpoint(opt.checkpoint_dir);
-  if (!from) {
+  std::vector<std::string> notes;
+  std::optional<ResumePoint> point = load_resume_point(opt.checkpoint_dir, settings, [&](const Checkpoint& c) {
+    clf->net().load_state_dict(c.model);  // throws for a model of another shape: an older one is tried
+  }, notes);
+  if (point) check_resume_settings(point->path, point->checkpoint.state.settings, settings, opt.resume_override, notes);
+  if (rank.is_root())
+    for (const auto& n : notes) std::printf("%s\n", n.c_str());
+  if (!point) {
     if (rank.is_root()) std::printf("resume: no checkpoint in %s, starting fresh\n", opt.checkpoint_dir.string().c_str());
     return false;
   }
-  Checkpoint c = read_checkpoint(*from);
-  for (const auto& [k, v] : settings) {
-    auto it = c.state.settings.find(k);
-    if (it != c.state.settings.end() && it->second != v)
-      fail(from->string() + ": setting " + k, v + " (this run's)", it->second,
-           "resume with the same settings, or use another --checkpoint-dir");
-  }
+  const std::optional<fs::path> from = point->path;
+  Checkpoint& c = point->checkpoint;
   clf->net().load_state_dict(c.model);
   clf->optimizer().load_state_dict(c.optimizer);
   state = c.state;
@@ -239,6 +241,9 @@ bool Trainer::Impl::resume_from_checkpoint() {
 void Trainer::start() {
   Impl& m = *impl_;
   const TrainOptions& opt = m.opt;
+  if (!opt.checkpoint_dir.empty() && m.rank.is_root())  // what a kill -9 left mid-write
+    for (const fs::path& p : clean_checkpoint_dir(opt.checkpoint_dir))
+      std::printf("checkpoints: removed %s (left by an interrupted write)\n", p.string().c_str());
   const bool resumed = opt.resume && m.resume_from_checkpoint();
   if (!resumed) {
     if (!opt.pretrained.empty()) {
