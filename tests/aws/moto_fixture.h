@@ -17,6 +17,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "aws/client.h"
 #include "test_util.h"
 
 namespace kiln_test {
@@ -116,5 +117,15 @@ class MotoServer {
   }
   pid_t pid_ = -1;
 };
+
+// A client configuration for `m` (us-east-1, fast retries); `url` overrides its endpoint (a proxy).
+inline kiln::aws::ClientConfig moto_client_config(const MotoServer& m, const std::string& url = {}) {
+  kiln::aws::ClientConfig cfg;
+  cfg.region = "us-east-1";
+  cfg.endpoint_url = url.empty() ? m.url : url;
+  cfg.credentials = kiln::aws::CredentialChain::fixed({m.key, m.secret, "", {}, "moto"});
+  cfg.retry.base_delay_s = 0.01;
+  return cfg;
+}
 
 }  // namespace kiln_test

@@ -82,12 +82,7 @@ struct DroppingProxy {
 };
 
 ClientConfig config_for(const std::string& url, std::vector<std::string>* notes) {
-  MotoServer& m = MotoServer::unsigned_server();
-  ClientConfig cfg;
-  cfg.region = "us-east-1";
-  cfg.endpoint_url = url;
-  cfg.credentials = CredentialChain::fixed({m.key, m.secret, "", {}, "moto"});
-  cfg.retry.base_delay_s = 0.01;
+  ClientConfig cfg = kiln_test::moto_client_config(MotoServer::unsigned_server(), url);
   cfg.http.read_timeout_ms = 5000;
   static std::mutex mu;
   cfg.on_retry = [notes](const std::string& n) {

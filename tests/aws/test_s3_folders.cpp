@@ -18,15 +18,7 @@ using kiln_test::TempDir;
 
 namespace {
 
-ClientConfig folder_config() {
-  MotoServer& m = MotoServer::unsigned_server();
-  ClientConfig cfg;
-  cfg.region = "us-east-1";
-  cfg.endpoint_url = m.url;
-  cfg.credentials = CredentialChain::fixed({m.key, m.secret, "", {}, "moto"});
-  cfg.retry.base_delay_s = 0.01;
-  return cfg;
-}
+ClientConfig folder_config() { return kiln_test::moto_client_config(MotoServer::unsigned_server()); }
 
 std::vector<std::string> keys(S3Client& s3, const std::string& bucket) {
   std::vector<std::string> k;
@@ -51,13 +43,18 @@ TEST_CASE("folder_prefix: a key names a folder, with one trailing slash") {
   CHECK(folder_prefix("") == "");
 }
 
+static TransferOptions recursive_quiet() {
+  TransferOptions t;
+  t.recursive = true;
+  t.quiet = true;
+  return t;
+}
+
 TEST_CASE("s3 rm --recursive s3://b/data deletes data/... only, not data-old/, database.csv or the object 'data'") {
   ScopedEnv env;
   S3Client s3(folder_config());
   put_tree(s3, "kiln-rm-folder");
-  TransferOptions t;
-  t.recursive = true;
-  t.quiet = true;
+  const TransferOptions t = recursive_quiet();
   CHECK(remove(s3, "s3://kiln-rm-folder/data", t) == 2);
   CHECK(keys(s3, "kiln-rm-folder") == std::vector<std::string>{"data", "data-old/c.csv", "database.csv", "other/d.csv"});
   // with the slash: the same folder (now empty)
@@ -70,9 +67,7 @@ TEST_CASE("s3 cp --recursive s3://b/data DIR downloads data/... only") {
   TempDir d;
   S3Client s3(folder_config());
   put_tree(s3, "kiln-cp-folder");
-  TransferOptions t;
-  t.recursive = true;
-  t.quiet = true;
+  const TransferOptions t = recursive_quiet();
   CHECK(copy(s3, "s3://kiln-cp-folder/data", (d / "out").string(), t) == 2);
   CHECK(kiln::read_file(d / "out" / "a.csv") == "data/a.csv");
   CHECK(kiln::read_file(d / "out" / "sub" / "b.csv") == "data/sub/b.csv");
