@@ -63,7 +63,7 @@ for r in $(seq "$rounds"); do
       batch=$(awk -v a="$n0" -v b="$n1" -v c="$b0" -v d="$b1" 'BEGIN { printf "%.1f", (b - a) / ((d - c) > 0 ? d - c : 1) }')
       echo "$bin round=$r c=$c rps=$rps p50=$p50 p99=$p99 batch=$batch non2xx=${bad:-0} socket_error_lines=$errs" | tee -a "$results"
     done
-    kill -TERM "$pid"; wait "$pid" || true
+    kill -TERM "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
   done
 done
 echo
@@ -92,5 +92,5 @@ if [ "$soak" -gt 0 ]; then
   KILN_BENCH_BODY=$work/single.npy wrk -t 2 -c 64 -d "${soak}s" --timeout 30s --latency \
     -s "$here/serve/bench/post_npy.lua" "http://127.0.0.1:$port/invocations" | grep -E "Requests/sec|Non-2xx|Socket|50%|99%|requests in"
   wait $sampler
-  kill -TERM "$pid"; wait "$pid" || true
+  kill -TERM "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done
 fi

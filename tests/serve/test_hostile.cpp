@@ -12,6 +12,7 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -72,6 +73,7 @@ class Hostile {
     pid_ = ::fork();
     REQUIRE(pid_ >= 0);
     if (pid_ == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlives a test that crashed
       ::dup2(out[1], 1);
       ::close(out[0]);
       // ASan keeps freed memory in quarantine (256 MiB by default): keep it small so RSS shows
@@ -438,7 +440,8 @@ TEST_CASE("hostile: chunked and compressed floods on every route, long request l
   CHECK(flood(h.port(), "POST /ping HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n", lines,
               size_t{200} << 20) == 431);
   // Not HTTP at all.
-  CHECK(send_once(h.port(), std::string("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 tls\r\n\r\n", 22)) == 400);
+  static const char kTls[] = "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03 tls\r\n\r\n";
+  CHECK(send_once(h.port(), std::string(kTls, sizeof kTls - 1)) == 400);
   h.check();
 }
 
