@@ -55,22 +55,6 @@ int hex_value(char c) {
   return -1;
 }
 
-// Printable form of a client-sent value for an error message (bounded, control bytes escaped).
-std::string shown(std::string_view s) {
-  std::string out;
-  for (unsigned char c : s.substr(0, 60)) {
-    if (c >= 0x20 && c < 0x7f) {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > 60) out += "...";
-  return out;
-}
-
 }  // namespace
 
 std::string HttpRequest::header(std::string_view name) const {
@@ -98,6 +82,23 @@ std::optional<std::string> HttpRequest::param(std::string_view name) const {
     pos = amp + 1;
   }
   return std::nullopt;
+}
+
+std::string printable(std::string_view s, size_t max_bytes, bool for_log) {
+  std::string out;
+  for (size_t i = 0; i < s.size() && i < max_bytes; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const bool plain = for_log ? (c > 0x20 && c < 0x7f && c != '"' && c != '\\') : (c >= 0x20 && c < 0x7f);
+    if (plain) {
+      out += static_cast<char>(c);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", c);
+      out += buf;
+    }
+  }
+  if (s.size() > max_bytes) out += "...";
+  return out;
 }
 
 std::string percent_decode(std::string_view s, bool plus_is_space) {
@@ -270,11 +271,11 @@ bool RequestParser::take_line(std::string_view line) {
       std::string_view size = line.substr(0, line.find(';'));
       size = trim_ows(size);
       if (size.empty() || size.size() > 15)
-        return fail(400, "malformed chunked body: chunk size '" + shown(size) + "'");
+        return fail(400, "malformed chunked body: chunk size '" + printable(size, 60, false) + "'");
       uint64_t v = 0;
       for (char c : size) {
         const int h = hex_value(c);
-        if (h < 0) return fail(400, "malformed chunked body: chunk size '" + shown(size) + "'");
+        if (h < 0) return fail(400, "malformed chunked body: chunk size '" + printable(size, 60, false) + "'");
         v = v * 16 + static_cast<uint64_t>(h);
       }
       if (v == 0) {
@@ -299,13 +300,13 @@ bool RequestParser::parse_request_line(std::string_view line) {
   const size_t sp1 = line.find(' ');
   const size_t sp2 = sp1 == line.npos ? line.npos : line.find(' ', sp1 + 1);
   if (sp2 == line.npos || line.find(' ', sp2 + 1) != line.npos)
-    return fail(400, "malformed request line '" + shown(line) + "' (expected METHOD TARGET HTTP/1.1)");
+    return fail(400, "malformed request line '" + printable(line, 60, false) + "' (expected METHOD TARGET HTTP/1.1)");
   std::string_view method = line.substr(0, sp1), target = line.substr(sp1 + 1, sp2 - sp1 - 1),
                    version = line.substr(sp2 + 1);
-  if (!is_token(method)) return fail(400, "malformed method '" + shown(method) + "'");
+  if (!is_token(method)) return fail(400, "malformed method '" + printable(method, 60, false) + "'");
   if (version.size() != 8 || version.substr(0, 7) != "HTTP/1." || version[7] < '0' || version[7] > '9')
     return fail(version.substr(0, 5) == "HTTP/" ? 505 : 400,
-                "unsupported protocol '" + shown(version) + "' (expected HTTP/1.0 or HTTP/1.1)");
+                "unsupported protocol '" + printable(version, 60, false) + "' (expected HTTP/1.0 or HTTP/1.1)");
   for (unsigned char c : target)
     if (c <= 0x20 || c == 0x7f) return fail(400, "request target holds a control byte");
   // Absolute form (a proxy's request): keep the path.
@@ -314,7 +315,7 @@ bool RequestParser::parse_request_line(std::string_view line) {
     target = slash == target.npos ? std::string_view("/") : target.substr(slash);
   }
   if (target.empty() || (target[0] != '/' && target != "*"))
-    return fail(400, "request target '" + shown(target) + "' is not a path");
+    return fail(400, "request target '" + printable(target, 60, false) + "' is not a path");
   req_.method = std::string(method);
   req_.target = std::string(target);
   const size_t q = target.find('?');
@@ -330,7 +331,7 @@ bool RequestParser::parse_header(std::string_view line) {
     return fail(400, "obsolete header line folding is not accepted");
   const size_t colon = line.find(':');
   if (colon == line.npos || !is_token(line.substr(0, colon)))
-    return fail(400, "malformed header line '" + shown(line) + "'");
+    return fail(400, "malformed header line '" + printable(line, 60, false) + "'");
   std::string_view value = trim_ows(line.substr(colon + 1));
   for (unsigned char c : value)
     if ((c < 0x20 && c != '\t') || c == 0x7f) return fail(400, "header value holds a control byte");
@@ -345,25 +346,25 @@ bool RequestParser::finish_head() {
   for (const auto& [k, v] : r.headers) {
     if (iequals(k, "Content-Length")) {
       if (v.empty() || v.size() > 18 || v.find_first_not_of("0123456789") != std::string::npos)
-        return fail(400, "malformed Content-Length '" + shown(v) + "'");
+        return fail(400, "malformed Content-Length '" + printable(v, 60, false) + "'");
       const uint64_t n = std::stoull(v);
       if (length && *length != n) return fail(400, "conflicting Content-Length headers");
       length = n;
     } else if (iequals(k, "Transfer-Encoding")) {
       if (transfer_encoding || !iequals(trim_ows(v), "chunked"))
-        return fail(501, "Transfer-Encoding '" + shown(v) +
+        return fail(501, "Transfer-Encoding '" + printable(v, 60, false) +
                              "' is not supported (only chunked; send the body uncompressed)");
       transfer_encoding = true;
     } else if (iequals(k, "Content-Encoding")) {
       if (!iequals(trim_ows(v), "identity"))
-        return fail(415, "Content-Encoding '" + shown(v) +
+        return fail(415, "Content-Encoding '" + printable(v, 60, false) +
                              "' is not accepted: send the body uncompressed");
     } else if (iequals(k, "Connection")) {
       if (lists_token(v, "close")) r.keep_alive = false;
       if (lists_token(v, "keep-alive") && r.minor_version == 0) r.keep_alive = true;
     } else if (iequals(k, "Expect")) {
       if (!iequals(trim_ows(v), "100-continue"))
-        return fail(417, "Expect '" + shown(v) + "' is not supported (only 100-continue)");
+        return fail(417, "Expect '" + printable(v, 60, false) + "' is not supported (only 100-continue)");
       r.expect_continue = r.minor_version >= 1;
     }
   }

@@ -58,6 +58,10 @@ struct HttpResponse {
 std::string serialize_response(const HttpResponse& r, bool head_only);
 const char* status_reason(int status);
 
+// What a client sent, safe to show: bytes outside printable ASCII become \xHH (for a log line also
+// blanks, quotes and backslashes, so it cannot forge or split lines); at most max_bytes are shown.
+std::string printable(std::string_view s, size_t max_bytes, bool for_log);
+
 // Percent-decodes a path or query component (`+` is a space only when `plus_is_space`); malformed
 // escapes are kept as they are.
 std::string percent_decode(std::string_view s, bool plus_is_space);

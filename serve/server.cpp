@@ -33,24 +33,6 @@ std::string utc_now() {
 
 }  // namespace
 
-// What a client sent, safe to log: bytes outside printable ASCII, blanks, quotes and backslashes
-// become \xHH, so a request cannot forge or split log lines; at most 256 bytes are shown.
-std::string log_escape(std::string_view s) {
-  std::string out;
-  for (size_t i = 0; i < s.size() && i < 256; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c > 0x20 && c < 0x7f && c != '"' && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\x%02x", c);
-      out += buf;
-    }
-  }
-  if (s.size() > 256) out += "...";
-  return out;
-}
-
 // One /invocations request between decoding and its answer.
 struct Server::Invocation {
   explicit Invocation(MemoryBudget* budget) : mem(budget) {}
@@ -195,8 +177,8 @@ HttpHandlers Server::handlers() {
     char tail[96];
     std::snprintf(tail, sizeof tail, "\" %d %zu %.2fms\n", res.status, res.body.size(),
                   seconds * 1000.0);
-    log_line(utc_now() + " " + remote + " \"" + (method.empty() ? "-" : log_escape(method)) + " " +
-             (path.empty() ? "-" : log_escape(path)) + tail);
+    log_line(utc_now() + " " + remote + " \"" + (method.empty() ? "-" : printable(method, 256, true)) + " " +
+             (path.empty() ? "-" : printable(path, 256, true)) + tail);
   };
   return h;
 }
