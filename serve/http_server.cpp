@@ -236,7 +236,12 @@ struct HttpServer::Impl {
         c.request_start = Clock::now();
         c.deadline = c.request_start + o.header_timeout;
       }
-      if (!step(c)) return;
+      if (!step(c)) {
+        // A complete request: what follows it is the next (pipelined) one, read after the answer.
+        if (n > 0 && conns.count(id) && (c.state == State::processing || c.state == State::writing))
+          c.pending.append(data, n);
+        return;
+      }
       if (!conns.count(id)) return;
       if (used == 0 && n > 0 && c.state == State::reading &&
           c.parser.status() == RequestParser::Status::need_more)

@@ -492,3 +492,31 @@ TEST_CASE("answers made on other threads while the loop is busy are never lost")
   CHECK(failures == 0);
   CHECK(answered == 8 * 250);
 }
+
+TEST_CASE("Expect: 100-continue gets 100 before the body; HEAD /ping has no body; pipelining") {
+  TestServer s(quiet(), test_loader());
+  REQUIRE(s.wait_ready());
+  const std::string body = fixture("batch4_f32.npy");
+  // curl sends Expect: 100-continue for large bodies and waits for the 100 before sending them.
+  std::string head = "POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-npy\r\n"
+                     "Expect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
+  std::string first = raw_request(s.port(), head, 1000ms);
+  CHECK(first == "HTTP/1.1 100 Continue\r\n\r\n");
+  std::string full = raw_request(s.port(), head + body, 3000ms);
+  CHECK(full.rfind("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\n", 0) == 0);
+  // Too large: refused at once, without the 100.
+  std::string big = raw_request(s.port(), "POST /invocations HTTP/1.1\r\nExpect: 100-continue\r\n"
+                                          "Content-Length: 99999999\r\n\r\n", 1000ms);
+  CHECK(big.rfind("HTTP/1.1 413", 0) == 0);
+  std::string h = raw_request(s.port(), "HEAD /ping HTTP/1.1\r\nConnection: close\r\n\r\n");
+  CHECK(h.rfind("HTTP/1.1 200 OK\r\n", 0) == 0);
+  CHECK(h.find("Content-Length: 3\r\n") != std::string::npos);
+  CHECK(h.substr(h.size() - 4) == "\r\n\r\n");
+  // Three pipelined requests on one connection are answered in order.
+  std::string piped = raw_request(s.port(), "GET /ping HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\n"
+                                            "GET /ping HTTP/1.1\r\nConnection: close\r\n\r\n");
+  size_t a = piped.find("HTTP/1.1 200"), b = piped.find("HTTP/1.1 404"), c = piped.rfind("HTTP/1.1 200");
+  CHECK(a == 0);
+  CHECK(b != std::string::npos);
+  CHECK((b > a && c > b));
+}
