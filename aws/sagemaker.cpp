@@ -118,7 +118,13 @@ static bool is_already_exists(const AwsError& e) {
 }
 
 static std::optional<int64_t> epoch_seconds(const json& v) {
-  if (v.is_number()) return static_cast<int64_t>(v.get<double>());
+  // system_clock holds 64-bit nanoseconds (to the year 2262): larger times would overflow (UB),
+  // as would casting a huge double (both found by fuzz_sagemaker_json)
+  if (v.is_number()) {
+    double d = v.get<double>();
+    if (!(d >= 0 && d < 9e9)) return std::nullopt;
+    return static_cast<int64_t>(d);
+  }
   if (!v.is_string()) return std::nullopt;
   // "2026-12-03T07:01:58.123Z", "2026-12-03T07:01:58+00:00", "2026-12-03 07:01:58.123000+00:00"
   std::string t = v.get<std::string>();
@@ -143,7 +149,10 @@ std::optional<std::chrono::system_clock::time_point> training_job_bound(const js
   if (!created || !d.contains("StoppingCondition") || !d["StoppingCondition"].is_object()) return std::nullopt;
   const json& sc = d["StoppingCondition"];
   int64_t run = sc.value("MaxRuntimeInSeconds", int64_t{0}), wait = sc.value("MaxWaitTimeInSeconds", int64_t{0});
-  if (run <= 0) return std::nullopt;
+  constexpr int64_t kMaxSeconds = 9'000'000'000;  // within system_clock's range
+  if (run <= 0 || run > kMaxSeconds || wait < 0 || wait > kMaxSeconds || *created < 0 || *created > kMaxSeconds ||
+      *created + run + wait + 3600 > kMaxSeconds)
+    return std::nullopt;
   return std::chrono::system_clock::time_point(std::chrono::seconds(*created + run + wait + 3600));
 }
 
