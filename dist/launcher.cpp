@@ -326,6 +326,14 @@ int lead(const train::ContainerInputs& in, const HostLaunchOptions& o) {
       argv.push_back(p);
       argv.push_back(in.network_interface_name);
     }
+  // Ranks started over ssh get sshd's environment, not ours: pass on the settings that change how
+  // kiln runs (ISA caps, threads, the sanitizers' options in a sanitizer build).
+  for (const char* name : {"KILN_ISA", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "KILN_CONV", "ASAN_OPTIONS",
+                           "UBSAN_OPTIONS", "LSAN_OPTIONS"})
+    if (std::getenv(name)) {
+      argv.push_back("-x");
+      argv.push_back(name);
+    }
   argv.push_back(o.kiln.string());
   argv.push_back("train");
   argv.push_back("--opt-ml");
