@@ -5,12 +5,23 @@
 // (which owns the model), and the answer is encoded back on the pool.
 #include "serve/server.h"
 
+#include <signal.h>
+
 #include <chrono>
 #include <ctime>
 
 #include "core/error.h"
 
 namespace kiln::serve {
+
+sigset_t block_stop_signals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  return signals;
+}
 
 namespace {
 

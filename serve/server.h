@@ -8,6 +8,8 @@
 // signal handler): stop accepting, finish in-flight requests, stop the worker, return.
 #pragma once
 
+#include <signal.h>
+
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -26,6 +28,11 @@
 #include "serve/metrics.h"
 
 namespace kiln::serve {
+
+// Blocks SIGTERM and SIGINT in the calling thread and every thread it starts afterwards, and
+// returns that set for sigwait(): the way `kiln serve` takes its stop signals on one thread, so no
+// handler runs in the middle of a request.
+sigset_t block_stop_signals();
 
 struct ServerOptions {
   std::string host = "0.0.0.0";

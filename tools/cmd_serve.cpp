@@ -137,11 +137,7 @@ int run_serve(const std::vector<std::string>& argv) {
 
   // SIGTERM/SIGINT are taken by one thread with sigwait(); every thread started from here on
   // inherits the blocked mask, so no handler runs in the middle of a request.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = kiln::serve::block_stop_signals();
 
   kiln::serve::Server server(o);
   const int port = server.bind();

@@ -33,11 +33,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = kiln::serve::block_stop_signals();
   kiln::serve::Server server(o);
   std::printf("port %d\n", server.bind());
   std::fflush(stdout);
