@@ -220,10 +220,7 @@ static void expect_cleaned_up(const std::string& base, const std::string& out) {
   CHECK_MESSAGE(config.rfind(base + "-c-", 0) == 0, out);
   CHECK_MESSAGE(endpoint.rfind("-e-", 0) == 0, out);
   endpoint = base + endpoint;
-  ClientConfig cfg;
-  cfg.region = "us-east-1";
-  cfg.endpoint_url = MotoServer::get().url;
-  cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+  ClientConfig cfg = kiln_test::moto_client_config(MotoServer::get());
   SageMakerClient sm(cfg);
   CHECK_THROWS_AS(sm.describe_endpoint(endpoint), AwsError);
   CHECK_THROWS_AS(sm.call("DescribeEndpointConfig", {{"EndpointConfigName", config}}), AwsError);
@@ -260,10 +257,7 @@ TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against mo
   CHECK_FALSE(has(out, MotoServer::get().secret));
   expect_cleaned_up("kiln-e2e-ok", out);
 
-  ClientConfig cfg;
-  cfg.region = "us-east-1";
-  cfg.endpoint_url = MotoServer::get().url;
-  cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+  ClientConfig cfg = kiln_test::moto_client_config(MotoServer::get());
   nlohmann::json job = SageMakerClient(cfg).describe_training_job("kiln-e2e-ok");
   CHECK(job["HyperParameters"]["batch_size"] == "128");  // (moto does not echo MetricDefinitions)
   CHECK(job["CheckpointConfig"]["S3Uri"] == "s3://kiln-e2e/kiln/checkpoints/kiln-e2e-ok");
@@ -338,10 +332,7 @@ TEST_CASE("kiln sagemaker run --dry-run prints every request, secrets masked, an
   CHECK_FALSE(has(out, MotoServer::get().secret));
   CHECK_FALSE(has(out, MotoServer::get().key));
   CHECK(rt.requests == 0);
-  ClientConfig cfg;
-  cfg.region = "us-east-1";
-  cfg.endpoint_url = MotoServer::get().url;
-  cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+  ClientConfig cfg = kiln_test::moto_client_config(MotoServer::get());
   CHECK_THROWS_AS(SageMakerClient(cfg).describe_training_job("kiln-e2e-dry"), AwsError);
 }
 
@@ -364,10 +355,7 @@ TEST_CASE("kiln sagemaker check: credentials, region, role, bucket") {
     return digest.substr(0, digest.find('\n'));
   };
   {
-    ClientConfig cfg;
-    cfg.region = "us-east-1";
-    cfg.endpoint_url = m.url;
-    cfg.credentials = CredentialChain::fixed({m.key, m.secret, "", {}, "moto"});
+    ClientConfig cfg = kiln_test::moto_client_config(m);
     EcrClient(cfg).create_repository("kiln-check-repo");
   }
   const std::string digest = put_image("1", "application/vnd.docker.distribution.manifest.v2+json");
@@ -427,10 +415,7 @@ TEST_CASE("kiln sagemaker upload without --bucket: sagemaker-REGION-ACCOUNT from
   // no role: the account from STS GetCallerIdentity (moto's)
   REQUIRE_MESSAGE(run_kiln({"sagemaker", "upload", "--data-dir", data.dir.path().string()}, out) == 0, out);
   CHECK_MESSAGE(has(out, "bucket: sagemaker-us-east-1-123456789012 (default bucket; account 123456789012 from STS GetCallerIdentity), created"), out);
-  ClientConfig cfg;
-  cfg.region = "us-east-1";
-  cfg.endpoint_url = MotoServer::get().url;
-  cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+  ClientConfig cfg = kiln_test::moto_client_config(MotoServer::get());
   CHECK(S3Client(cfg).get_object("sagemaker-us-east-1-123456789012", "kiln/data/cifar100/test.bin") ==
         kiln::read_file(data.dir / "test.bin"));
   // an explicit --bucket is used as given and never created
@@ -480,10 +465,7 @@ struct FakeTrainingJob {
           return;
         }
         if (write_logs) {
-          ClientConfig cfg;
-          cfg.region = "us-east-1";
-          cfg.endpoint_url = MotoServer::get().url;
-          cfg.credentials = CredentialChain::fixed({MotoServer::get().key, MotoServer::get().secret, "", {}, "moto"});
+          ClientConfig cfg = kiln_test::moto_client_config(MotoServer::get());
           LogsClient logs(cfg);
           const std::string stream = job + "/algo-1-1700000000";
           if (n == 1) {

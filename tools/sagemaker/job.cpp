@@ -251,11 +251,12 @@ std::string follow_job(Session& s, SageMakerClient& sm, const std::string& job, 
 std::string pretrained_channel(Session& s, TrainingJobSpec& t) {
   const std::string mode = s.args->get("--pretrained");
   if (mode == "none") return "";
+  auto arch_it = t.hyperparameters.find("arch");
+  const std::string arch = arch_it == t.hyperparameters.end() ? "resnet34" : arch_it->second;
   fs::path local;
   std::string name;
   if (mode == "imagenet") {
-    auto it = t.hyperparameters.find("arch");
-    name = kiln::data::imagenet_weights(it == t.hyperparameters.end() ? "resnet34" : it->second).file_name();
+    name = kiln::data::imagenet_weights(arch).file_name();
   } else {
     local = mode;
     if (!fs::is_regular_file(local))
@@ -269,10 +270,7 @@ std::string pretrained_channel(Session& s, TrainingJobSpec& t) {
     std::printf("would upload %s to %s (the pretrained channel)\n", name.c_str(), uri.c_str());
     return uri;
   }
-  if (local.empty()) {
-    auto it = t.hyperparameters.find("arch");
-    local = kiln::data::fetch_pretrained(it == t.hyperparameters.end() ? "resnet34" : it->second, {});
-  }
+  if (local.empty()) local = kiln::data::fetch_pretrained(arch, {});
   S3Client s3(s.cfg);
   std::optional<HeadResult> there = s3.head_object(s.bucket, key);
   if (there && there->size == static_cast<int64_t>(fs::file_size(local))) {
