@@ -1,5 +1,5 @@
 // Signed requests with standard-mode retries (see client.h).
-#include "aws/client.h"
+#include "kiln/aws/client.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,9 +10,9 @@
 #include <random>
 #include <thread>
 
-#include "aws/crypto.h"
-#include "aws/xml.h"
-#include "core/error.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/aws/xml.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

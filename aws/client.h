@@ -12,9 +12,9 @@
 #include <utility>
 #include <vector>
 
-#include "aws/credentials.h"
-#include "aws/http.h"
-#include "aws/sigv4.h"
+#include "kiln/aws/credentials.h"
+#include "kiln/aws/http.h"
+#include "kiln/aws/sigv4.h"
 
 namespace kiln::aws {
 

@@ -1,5 +1,5 @@
 // The credential providers and the chain (see credentials.h for the order and the variables).
-#include "aws/credentials.h"
+#include "kiln/aws/credentials.h"
 
 #include <algorithm>
 #include <cctype>
@@ -12,9 +12,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "aws/http.h"
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/aws/http.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

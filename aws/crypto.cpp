@@ -1,10 +1,10 @@
 // OpenSSL-backed digests and base64 (see crypto.h).
-#include "aws/crypto.h"
+#include "kiln/aws/crypto.h"
 
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

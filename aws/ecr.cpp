@@ -1,11 +1,11 @@
 // Amazon ECR's control API (see ecr.h).
-#include "aws/ecr.h"
+#include "kiln/aws/ecr.h"
 
 #include <cctype>
 
-#include "aws/crypto.h"
-#include "aws/json_rpc.h"
-#include "core/error.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/aws/json_rpc.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

@@ -8,7 +8,7 @@
 #include <optional>
 #include <string>
 
-#include "aws/client.h"
+#include "kiln/aws/client.h"
 
 namespace kiln::aws {
 

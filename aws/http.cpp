@@ -1,6 +1,6 @@
 // cpp-httplib transport (see http.h). A new connection per request: simple, thread-safe (each
 // multipart worker has its own), and never reuses a connection a server half-closed.
-#include "aws/http.h"
+#include "kiln/aws/http.h"
 
 #include <httplib.h>
 
@@ -8,7 +8,7 @@
 #include <cctype>
 #include <cstdlib>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

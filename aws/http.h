@@ -10,8 +10,8 @@
 #include <string_view>
 #include <vector>
 
-#include "aws/sigv4.h"
-#include "core/error.h"
+#include "kiln/aws/sigv4.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

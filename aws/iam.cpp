@@ -1,10 +1,10 @@
 // IAM query-API client and the execution-role check (see iam.h).
-#include "aws/iam.h"
+#include "kiln/aws/iam.h"
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

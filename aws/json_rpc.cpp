@@ -1,7 +1,7 @@
 // AWS's JSON 1.1 protocol, shared by the SageMaker, ECR and CloudWatch Logs clients.
-#include "aws/json_rpc.h"
+#include "kiln/aws/json_rpc.h"
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "aws/client.h"
+#include "kiln/aws/client.h"
 
 namespace kiln::aws {
 

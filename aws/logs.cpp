@@ -1,11 +1,11 @@
 // CloudWatch Logs client and the training-job log follower (see logs.h).
-#include "aws/logs.h"
+#include "kiln/aws/logs.h"
 
 #include <algorithm>
 #include <cctype>
 
-#include "aws/json_rpc.h"
-#include "core/error.h"
+#include "kiln/aws/json_rpc.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "aws/client.h"
+#include "kiln/aws/client.h"
 
 namespace kiln::aws {
 

@@ -1,5 +1,5 @@
 // S3 over the signed client (see s3.h). XML bodies are parsed with aws/xml.h.
-#include "aws/s3.h"
+#include "kiln/aws/s3.h"
 
 
 #include <algorithm>
@@ -8,10 +8,10 @@
 #include <fstream>
 #include <thread>
 
-#include "aws/crypto.h"
-#include "aws/xml.h"
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/aws/xml.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

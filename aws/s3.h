@@ -15,7 +15,7 @@
 #include <string_view>
 #include <vector>
 
-#include "aws/client.h"
+#include "kiln/aws/client.h"
 
 namespace kiln::aws {
 

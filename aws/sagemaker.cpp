@@ -1,5 +1,5 @@
 // SageMaker and SageMaker Runtime clients (see sagemaker.h).
-#include "aws/sagemaker.h"
+#include "kiln/aws/sagemaker.h"
 
 #include <algorithm>
 #include <cctype>
@@ -9,12 +9,12 @@
 #include <random>
 #include <thread>
 
-#include "aws/iam.h"
-#include "aws/http.h"
-#include "aws/json_rpc.h"
-#include "aws/s3.h"
-#include "aws/sts.h"
-#include "core/error.h"
+#include "kiln/aws/iam.h"
+#include "kiln/aws/http.h"
+#include "kiln/aws/json_rpc.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/sts.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

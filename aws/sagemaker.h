@@ -14,7 +14,7 @@
 #include <utility>
 #include <vector>
 
-#include "aws/client.h"
+#include "kiln/aws/client.h"
 
 namespace kiln::aws {
 

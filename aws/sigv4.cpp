@@ -1,13 +1,13 @@
 // SigV4 signing (see sigv4.h). Layout of the canonical request:
 //   METHOD \n canonical URI \n canonical query \n canonical headers (name:value\n each) \n
 //   signed header names joined by ';' \n payload hash
-#include "aws/sigv4.h"
+#include "kiln/aws/sigv4.h"
 
 #include <algorithm>
 #include <cctype>
 
-#include "aws/crypto.h"
-#include "core/error.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

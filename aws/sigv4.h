@@ -11,7 +11,7 @@
 #include <utility>
 #include <vector>
 
-#include "aws/credentials.h"
+#include "kiln/aws/credentials.h"
 
 namespace kiln::aws {
 

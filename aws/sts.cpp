@@ -1,7 +1,7 @@
 // STS query-API client (see sts.h).
-#include "aws/sts.h"
+#include "kiln/aws/sts.h"
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

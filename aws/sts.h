@@ -8,8 +8,8 @@
 #include <utility>
 #include <vector>
 
-#include "aws/client.h"
-#include "aws/xml.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/xml.h"
 
 namespace kiln::aws {
 

@@ -1,11 +1,11 @@
 // Local <-> S3 copies and removals (see transfer.h).
-#include "aws/transfer.h"
+#include "kiln/aws/transfer.h"
 
 #include <unistd.h>
 
 #include <cstdio>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

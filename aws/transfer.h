@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <string>
 
-#include "aws/s3.h"
+#include "kiln/aws/s3.h"
 
 namespace kiln::aws {
 

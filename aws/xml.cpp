@@ -1,10 +1,10 @@
 // Recursive-descent XML reader (see xml.h). Depth is bounded so hostile input cannot overflow
 // the stack.
-#include "aws/xml.h"
+#include "kiln/aws/xml.h"
 
 #include <cstdint>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::aws {
 

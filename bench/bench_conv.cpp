@@ -18,10 +18,10 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include "engine/cpu.h"
-#include "engine/ops.h"
-#include "engine/tensor.h"
-#include "engine/tensor_impl.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/engine/tensor_impl.h"
 
 namespace {
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/cpu.h"
-#include "engine/kernels.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/engine/kernels.h"
 
 namespace {
 

@@ -8,9 +8,9 @@
 #include <algorithm>
 #include <vector>
 
-#include "data/loader.h"
-#include "data/synth.h"
-#include "data/transforms.h"
+#include "kiln/data/loader.h"
+#include "kiln/data/synth.h"
+#include "kiln/data/transforms.h"
 
 using namespace kiln::data;
 

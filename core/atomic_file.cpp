@@ -1,4 +1,4 @@
-#include "core/atomic_file.h"
+#include "kiln/core/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -9,7 +9,7 @@
 #include <random>
 #include <sstream>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln {
 namespace {

@@ -1,12 +1,12 @@
 // Strict number parsing (see parse.h).
-#include "core/parse.h"
+#include "kiln/core/parse.h"
 
 #include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln {
 

@@ -5,11 +5,11 @@
 #include <cstring>
 #include <map>
 
-#include "core/error.h"
-#include "data/dataset.h"
-#include "io/gzip.h"
-#include "io/pickle.h"
-#include "io/tar.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/pickle.h"
+#include "kiln/io/tar.h"
 
 namespace kiln::data {
 

@@ -1,11 +1,11 @@
 // CIFAR-100's binary version and the search that finds either published form under --data.
-#include "data/dataset.h"
+#include "kiln/data/dataset.h"
 
 #include <cstring>
 #include <system_error>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 
 namespace fs = std::filesystem;
 

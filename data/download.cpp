@@ -1,7 +1,7 @@
 // `kiln download cifar100` (see download.h): HTTPS GET with certificate verification through
 // cpp-httplib + OpenSSL, streaming MD5, validation of the archive, extraction into a temporary
 // folder in the target directory and one rename into place.
-#include "data/download.h"
+#include "kiln/data/download.h"
 
 #include <httplib.h>
 #include <openssl/evp.h>
@@ -13,11 +13,11 @@
 #include <random>
 #include <system_error>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "data/dataset.h"
-#include "io/gzip.h"
-#include "io/tar.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/tar.h"
 
 namespace fs = std::filesystem;
 

@@ -1,7 +1,7 @@
 // The threaded prefetching loader (see loader.h). Batches are numbered globally
 // (g = epoch * batches_per_epoch + index); batch g is built into ring slot g % slots by whichever
 // worker claims it, and handed out strictly in order, so the worker count never changes a byte.
-#include "data/loader.h"
+#include "kiln/data/loader.h"
 
 #include <algorithm>
 #include <chrono>
@@ -13,8 +13,8 @@
 #include <string>
 #include <thread>
 
-#include "core/error.h"
-#include "data/rng.h"
+#include "kiln/core/error.h"
+#include "kiln/data/rng.h"
 
 namespace kiln::data {
 

@@ -13,8 +13,8 @@
 #include <memory>
 #include <vector>
 
-#include "data/dataset.h"
-#include "data/transforms.h"
+#include "kiln/data/dataset.h"
+#include "kiln/data/transforms.h"
 
 namespace kiln::data {
 

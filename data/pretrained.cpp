@@ -1,13 +1,13 @@
 // torchvision's ImageNet weights, cached as torch hub caches them (see pretrained.h).
-#include "data/pretrained.h"
+#include "kiln/data/pretrained.h"
 
 #include <cstdio>
 #include <cstdlib>
 
-#include "aws/crypto.h"
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "data/download.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/data/download.h"
 
 namespace fs = std::filesystem;
 

@@ -1,12 +1,12 @@
 // Deterministic train/validation split (see split.h).
-#include "data/split.h"
+#include "kiln/data/split.h"
 
 #include <algorithm>
 #include <numeric>
 #include <string>
 
-#include "core/error.h"
-#include "data/rng.h"
+#include "kiln/core/error.h"
+#include "kiln/data/rng.h"
 
 namespace kiln::data {
 

@@ -1,7 +1,7 @@
 // `kiln synth`: learnable synthetic CIFAR-100-shaped data (see synth.h). Class c draws shape
 // c % 10 in foreground colour (c / 10) % 10 on a background tinted by c, at a random position
 // and size, plus uniform pixel noise: a small CNN separates the classes within a few hundred steps.
-#include "data/synth.h"
+#include "kiln/data/synth.h"
 
 #include <algorithm>
 #include <cmath>
@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "data/dataset.h"
-#include "data/rng.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/data/rng.h"
 
 namespace fs = std::filesystem;
 

@@ -1,5 +1,5 @@
 // The reference's train/test transforms on (3,32,32) uint8 images; see transforms.h.
-#include "data/transforms.h"
+#include "kiln/data/transforms.h"
 
 #include <cmath>
 #include <cstdio>

@@ -9,8 +9,8 @@
 #include <array>
 #include <cstdint>
 
-#include "data/dataset.h"
-#include "data/rng.h"
+#include "kiln/data/dataset.h"
+#include "kiln/data/rng.h"
 
 namespace kiln::data {
 

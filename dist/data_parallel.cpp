@@ -2,7 +2,7 @@
 // and to a few small collectives. Every collective happens at the same point on every rank:
 // the buckets during each step's backward, one 4-number sum after each step (metrics and the
 // stop flag), the checksums at fixed steps, one sum per validation.
-#include "dist/data_parallel.h"
+#include "kiln/dist/data_parallel.h"
 
 #include <chrono>
 #include <csignal>
@@ -10,9 +10,9 @@
 #include <memory>
 #include <vector>
 
-#include "core/error.h"
-#include "train/evaluate.h"
-#include "train/stop_signal.h"
+#include "kiln/core/error.h"
+#include "kiln/train/evaluate.h"
+#include "kiln/train/stop_signal.h"
 
 namespace kiln::dist {
 

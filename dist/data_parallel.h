@@ -12,10 +12,10 @@
 #include <cstdint>
 #include <string>
 
-#include "dist/mpi.h"
-#include "dist/reducer.h"
-#include "models/classifier.h"
-#include "train/trainer.h"
+#include "kiln/dist/mpi.h"
+#include "kiln/dist/reducer.h"
+#include "kiln/models/classifier.h"
+#include "kiln/train/trainer.h"
 
 namespace kiln::dist {
 

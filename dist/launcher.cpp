@@ -1,7 +1,7 @@
 // SageMaker multi-host launch (see launcher.h): sshd per host, the leader's wait for the others'
 // ssh ports and its mpirun, the others' wait for Open MPI's daemon. Child processes are plain
 // fork/exec: the launcher runs before anything else in the process starts threads.
-#include "dist/launcher.h"
+#include "kiln/dist/launcher.h"
 
 #include <dirent.h>
 #include <fcntl.h>
@@ -22,9 +22,9 @@
 #include <cstring>
 #include <thread>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "core/parse.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/core/parse.h"
 
 namespace kiln::dist {
 

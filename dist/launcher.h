@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "train/container.h"
+#include "kiln/train/container.h"
 
 namespace kiln::dist {
 

@@ -1,7 +1,7 @@
 // Open MPI through dlopen (see mpi.h). In Open MPI's ABI every handle (MPI_Comm, MPI_Datatype,
 // MPI_Op) is a pointer to a predefined object exported by libmpi under a fixed name
 // (MPI_COMM_WORLD is &ompi_mpi_comm_world), so the handles are those objects' addresses.
-#include "dist/mpi.h"
+#include "kiln/dist/mpi.h"
 
 #include <dlfcn.h>
 
@@ -15,8 +15,8 @@
 #include <mutex>
 #include <thread>
 
-#include "core/error.h"
-#include "dist/mpi_abi.h"
+#include "kiln/core/error.h"
+#include "kiln/dist/mpi_abi.h"
 
 namespace kiln::dist {
 

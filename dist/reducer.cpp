@@ -2,7 +2,7 @@
 // bucket and flags it ready; the reducer thread walks the buckets in index order, sums each over
 // the ranks, flags it done. Each bucket's buffer is written by one thread at a time: the
 // training thread until `ready`, the reducer thread until `done`, the training thread after.
-#include "dist/reducer.h"
+#include "kiln/dist/reducer.h"
 
 #include <chrono>
 #include <condition_variable>
@@ -11,8 +11,8 @@
 #include <thread>
 #include <unordered_map>
 
-#include "core/error.h"
-#include "core/parse.h"
+#include "kiln/core/error.h"
+#include "kiln/core/parse.h"
 
 namespace kiln::dist {
 

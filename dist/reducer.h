@@ -17,7 +17,7 @@
 #include <utility>
 #include <vector>
 
-#include "engine/tensor.h"
+#include "kiln/engine/tensor.h"
 
 namespace kiln::dist {
 

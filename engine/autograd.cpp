@@ -1,14 +1,14 @@
 // The tape and THE op table: every differentiable op and its backward rule, in one place.
 // Adding an op: a row in KILN_OPS (engine/op_list.h) and its forward + NAME_backward in one
 // engine/ops_*.cpp file; the enum, this table and the declarations follow from the row.
-#include "engine/autograd.h"
+#include "kiln/engine/autograd.h"
 
 #include <cstring>
 
-#include "core/error.h"
-#include "engine/dnnl_ctx.h"
-#include "engine/kernels.h"
-#include "engine/ops_internal.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/dnnl_ctx.h"
+#include "kiln/engine/kernels.h"
+#include "kiln/engine/ops_internal.h"
 
 namespace kiln::autograd {
 

@@ -9,8 +9,8 @@
 #include <memory>
 #include <vector>
 
-#include "engine/op_list.h"
-#include "engine/tensor_impl.h"
+#include "kiln/engine/op_list.h"
+#include "kiln/engine/tensor_impl.h"
 
 namespace kiln::autograd {
 

@@ -1,5 +1,5 @@
 // ISA detection/forcing and thread count (see engine/cpu.h).
-#include "engine/cpu.h"
+#include "kiln/engine/cpu.h"
 
 #include <omp.h>
 #include <sched.h>
@@ -13,7 +13,7 @@
 #include <utility>
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln {
 

@@ -1,12 +1,12 @@
 // oneDNN engine/stream, reorder cache and engine counters (see engine/dnnl_ctx.h).
-#include "engine/dnnl_ctx.h"
+#include "kiln/engine/dnnl_ctx.h"
 
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <vector>
 
-#include "engine/tensor.h"
+#include "kiln/engine/tensor.h"
 
 namespace kiln {
 

@@ -1,5 +1,5 @@
 // Chooses the kernel table for the active instruction set (see engine/kernels.h).
-#include "engine/kernels.h"
+#include "kiln/engine/kernels.h"
 
 namespace kiln::kernels {
 namespace scalar { const Table& get_table(); }

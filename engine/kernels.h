@@ -7,7 +7,7 @@
 
 #include <cstdint>
 
-#include "engine/cpu.h"
+#include "kiln/engine/cpu.h"
 
 namespace kiln::kernels {
 

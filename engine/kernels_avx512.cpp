@@ -4,10 +4,10 @@
 #include <algorithm>
 #include <cmath>
 
-#include "engine/kernels.h"
+#include "kiln/engine/kernels.h"
 
 namespace kiln::kernels::avx512 {
 #define KILN_ISA_ENUM ::kiln::Isa::avx512
-#include "engine/kernels_body.inc"
+#include "kiln/engine/kernels_body.inc"
 #undef KILN_ISA_ENUM
 }  // namespace kiln::kernels::avx512

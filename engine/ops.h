@@ -6,7 +6,7 @@
 
 #include <cstdint>
 
-#include "engine/tensor.h"
+#include "kiln/engine/tensor.h"
 
 namespace kiln::ops {
 

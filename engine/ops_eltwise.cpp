@@ -1,11 +1,11 @@
 // Elementwise ops on kiln's own kernels (engine/kernels.h, dispatched per ISA): relu, the
 // residual add (optionally fused with the ReLU after it) and flatten (a view). They work on
 // the raw storage, so any layout is fine as long as every operand shares it.
-#include "core/error.h"
-#include "engine/kernels.h"
-#include "engine/ops.h"
-#include "engine/ops_internal.h"
-#include "io/array.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/kernels.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/ops_internal.h"
+#include "kiln/io/array.h"
 
 namespace kiln::ops {
 

@@ -4,7 +4,7 @@
 
 #include <string>
 
-#include "engine/autograd.h"
+#include "kiln/engine/autograd.h"
 
 namespace kiln::ops::detail {
 

@@ -3,11 +3,11 @@
 // caller's buffer.
 #include <vector>
 
-#include "core/error.h"
-#include "engine/kernels.h"
-#include "engine/ops.h"
-#include "engine/ops_internal.h"
-#include "io/array.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/kernels.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/ops_internal.h"
+#include "kiln/io/array.h"
 
 namespace kiln::ops {
 

@@ -7,11 +7,11 @@
 #include <map>
 #include <mutex>
 
-#include "core/error.h"
-#include "engine/dnnl_ctx.h"
-#include "engine/ops.h"
-#include "engine/ops_internal.h"
-#include "io/array.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/dnnl_ctx.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/ops_internal.h"
+#include "kiln/io/array.h"
 
 namespace kiln::ops {
 

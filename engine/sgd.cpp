@@ -1,13 +1,13 @@
 // SGD over three arenas (parameters, gradients, momentum) with identical layout: the step is
 // one pass of kiln's own sgd_update kernel over the whole arena (see engine/sgd.h).
-#include "engine/sgd.h"
+#include "kiln/engine/sgd.h"
 
 #include <cstring>
 #include <map>
 
-#include "core/error.h"
-#include "engine/kernels.h"
-#include "engine/tensor_impl.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/kernels.h"
+#include "kiln/engine/tensor_impl.h"
 
 namespace kiln {
 

@@ -11,8 +11,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/tensor.h"
-#include "io/array.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/io/array.h"
 
 namespace kiln {
 

@@ -1,12 +1,12 @@
 // The size-keyed storage pool (see engine/storage.h).
-#include "engine/storage.h"
+#include "kiln/engine/storage.h"
 
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln {
 

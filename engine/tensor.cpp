@@ -3,11 +3,11 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "core/error.h"
-#include "engine/autograd.h"
-#include "engine/dnnl_ctx.h"
-#include "engine/tensor_impl.h"
-#include "io/array.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/autograd.h"
+#include "kiln/engine/dnnl_ctx.h"
+#include "kiln/engine/tensor_impl.h"
+#include "kiln/io/array.h"
 
 namespace kiln {
 

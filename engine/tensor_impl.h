@@ -11,8 +11,8 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include "engine/storage.h"
-#include "engine/tensor.h"
+#include "kiln/engine/storage.h"
+#include "kiln/engine/tensor.h"
 
 namespace kiln {
 

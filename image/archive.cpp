@@ -1,5 +1,5 @@
 // Images, their build and their docker-load archive (see archive.h).
-#include "image/archive.h"
+#include "kiln/image/archive.h"
 
 #include <sys/stat.h>
 
@@ -9,13 +9,13 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "aws/crypto.h"
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "image/mpi_layer.h"
-#include "image/rootfs.h"
-#include "io/gzip.h"
-#include "io/tar.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/image/mpi_layer.h"
+#include "kiln/image/rootfs.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/tar.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

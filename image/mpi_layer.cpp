@@ -1,10 +1,10 @@
 // The MPI layer (see mpi_layer.h).
-#include "image/mpi_layer.h"
+#include "kiln/image/mpi_layer.h"
 
 #include <set>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 
 namespace kiln::image {
 

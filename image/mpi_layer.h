@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "image/rootfs.h"
+#include "kiln/image/rootfs.h"
 
 namespace kiln::image {
 

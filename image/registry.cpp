@@ -4,7 +4,7 @@
 //   POST /v2/REPO/blobs/uploads/               202 + Location: an upload session
 //   PUT  LOCATION?digest=DIGEST                201: the blob, in one request
 //   PUT  /v2/REPO/manifests/TAG                201 + Docker-Content-Digest
-#include "image/registry.h"
+#include "kiln/image/registry.h"
 
 #include <arpa/inet.h>
 
@@ -16,9 +16,9 @@
 #include <optional>
 #include <thread>
 
-#include "aws/crypto.h"
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 
 namespace fs = std::filesystem;
 using nlohmann::json;

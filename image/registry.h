@@ -12,8 +12,8 @@
 #include <functional>
 #include <string>
 
-#include "aws/http.h"
-#include "image/archive.h"
+#include "kiln/aws/http.h"
+#include "kiln/image/archive.h"
 
 namespace kiln::image {
 

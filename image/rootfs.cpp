@@ -1,5 +1,5 @@
 // Runtime files of a program (see rootfs.h).
-#include "image/rootfs.h"
+#include "kiln/image/rootfs.h"
 
 #include <elf.h>
 #include <fcntl.h>
@@ -12,8 +12,8 @@
 #include <cstring>
 #include <sstream>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 
 namespace fs = std::filesystem;
 

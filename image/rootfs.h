@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "io/tar.h"
+#include "kiln/io/tar.h"
 
 namespace kiln::image {
 

@@ -1,6 +1,6 @@
-#include "io/array.h"
+#include "kiln/io/array.h"
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::io {
 

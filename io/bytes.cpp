@@ -1,9 +1,9 @@
 // Overflow-checked size arithmetic for the io/ parsers.
-#include "io/bytes.h"
+#include "kiln/io/bytes.h"
 
 #include <cstdio>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::io::detail {
 

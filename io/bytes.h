@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "io/array.h"
+#include "kiln/io/array.h"
 
 namespace kiln::io::detail {
 

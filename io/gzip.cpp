@@ -1,12 +1,12 @@
 // gzip through zlib's inflate/deflate with a gzip wrapper (windowBits 15 + 16).
-#include "io/gzip.h"
+#include "kiln/io/gzip.h"
 
 #include <zlib.h>
 
 #include <algorithm>
 #include <cstring>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::io {
 

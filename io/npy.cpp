@@ -1,12 +1,12 @@
 // NPY reader/writer. The header is a Python dict literal ({'descr': '<f4', 'fortran_order':
 // False, 'shape': (2, 3), }); a tiny literal parser reads exactly that grammar and nothing else.
-#include "io/npy.h"
+#include "kiln/io/npy.h"
 
 #include <cstring>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "io/bytes.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/io/bytes.h"
 
 namespace kiln::io {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "io/array.h"
+#include "kiln/io/array.h"
 
 namespace kiln::io {
 

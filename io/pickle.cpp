@@ -2,7 +2,7 @@
 // names are checked against the allow-list as soon as they are read; calls (REDUCE, NEWOBJ,
 // BUILD) are interpreted only for those globals, by hand-written code below; nothing from the
 // file is ever executed. Every read is bounds-checked; stack, memo and value counts are capped.
-#include "io/pickle.h"
+#include "kiln/io/pickle.h"
 
 #include <algorithm>
 #include <cctype>
@@ -10,8 +10,8 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "core/error.h"
-#include "io/bytes.h"
+#include "kiln/core/error.h"
+#include "kiln/io/bytes.h"
 
 namespace kiln::io {
 namespace {

@@ -13,7 +13,7 @@
 #include <utility>
 #include <vector>
 
-#include "io/array.h"
+#include "kiln/io/array.h"
 
 namespace kiln::io {
 

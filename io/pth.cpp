@@ -1,16 +1,16 @@
 // torch.save zip checkpoints: read through ZipReader + the restricted unpickler; written with a
 // hand-emitted protocol-2 pickle (only opcodes torch.load(weights_only=True) accepts) + ZipWriter.
-#include "io/pth.h"
+#include "kiln/io/pth.h"
 
 #include <algorithm>
 #include <cstring>
 #include <map>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "io/bytes.h"
-#include "io/pickle.h"
-#include "io/zip.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/io/bytes.h"
+#include "kiln/io/pickle.h"
+#include "kiln/io/zip.h"
 
 namespace kiln::io {
 namespace {

@@ -1,14 +1,14 @@
 // safetensors reader/writer. The JSON header is parsed by nlohmann::json after a cheap nesting
 // check; then every tensor's offsets are validated before any byte is copied.
-#include "io/safetensors.h"
+#include "kiln/io/safetensors.h"
 
 #include <algorithm>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "io/bytes.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/io/bytes.h"
 
 namespace kiln::io {
 namespace {

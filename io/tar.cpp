@@ -1,12 +1,12 @@
 // tar reader/writer. A header is 512 bytes: name[100] mode[8] uid[8] gid[8] size[12] mtime[12]
 // chksum[8] typeflag[1] linkname[100] magic[6] version[2] uname[32] gname[32] devmajor[8]
 // devminor[8] prefix[155]; data follow, padded to 512 bytes.
-#include "io/tar.h"
+#include "kiln/io/tar.h"
 
 #include <cstring>
 
-#include "core/error.h"
-#include "io/bytes.h"
+#include "kiln/core/error.h"
+#include "kiln/io/bytes.h"
 
 namespace kiln::io {
 namespace {

@@ -1,12 +1,12 @@
 // Format dispatch for weight files: content sniffing on read, extension on write.
-#include "io/weights.h"
+#include "kiln/io/weights.h"
 
 #include <fstream>
 
-#include "core/error.h"
-#include "io/npy.h"
-#include "io/pth.h"
-#include "io/safetensors.h"
+#include "kiln/core/error.h"
+#include "kiln/io/npy.h"
+#include "kiln/io/pth.h"
+#include "kiln/io/safetensors.h"
 
 namespace kiln::io {
 

@@ -6,7 +6,7 @@
 #include <filesystem>
 #include <string>
 
-#include "io/array.h"
+#include "kiln/io/array.h"
 
 namespace kiln::io {
 

@@ -1,6 +1,6 @@
 // ZIP reader/writer (PKWARE APPNOTE 6.3): end of central directory (and its ZIP64 form), central
 // directory headers, local headers. Offsets are validated against the buffer before every read.
-#include "io/zip.h"
+#include "kiln/io/zip.h"
 
 #include <zlib.h>
 
@@ -8,8 +8,8 @@
 #include <cstring>
 #include <tuple>
 
-#include "core/error.h"
-#include "io/bytes.h"
+#include "kiln/core/error.h"
+#include "kiln/io/bytes.h"
 
 namespace kiln::io {
 namespace {

@@ -1,8 +1,8 @@
 // nn.BatchNorm2d on ops::batch_norm (see layers/batch_norm.h).
-#include "layers/batch_norm.h"
+#include "kiln/layers/batch_norm.h"
 
-#include "engine/ops.h"
-#include "layers/init.h"
+#include "kiln/engine/ops.h"
+#include "kiln/layers/init.h"
 
 namespace kiln::layers {
 

@@ -2,7 +2,7 @@
 // momentum 0.1, eps 1e-5. forward(x, fuse_relu) = relu(bn(x)) in one oneDNN pass when asked.
 #pragma once
 
-#include "layers/module.h"
+#include "kiln/layers/module.h"
 
 namespace kiln::layers {
 

@@ -1,7 +1,7 @@
 // nn.Conv2d on ops::conv2d (see layers/conv2d.h). Initialised by the owning model.
-#include "layers/conv2d.h"
+#include "kiln/layers/conv2d.h"
 
-#include "engine/ops.h"
+#include "kiln/engine/ops.h"
 
 namespace kiln::layers {
 

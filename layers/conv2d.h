@@ -2,7 +2,7 @@
 // optional. The weight keeps the layout the convolution chose (blocked, e.g. OIhw16i16o).
 #pragma once
 
-#include "layers/module.h"
+#include "kiln/layers/module.h"
 
 namespace kiln::layers {
 

@@ -1,5 +1,5 @@
 // Seeded initialisers (see layers/init.h).
-#include "layers/init.h"
+#include "kiln/layers/init.h"
 
 #include <cmath>
 #include <vector>

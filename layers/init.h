@@ -5,7 +5,7 @@
 
 #include <cstdint>
 
-#include "engine/tensor.h"
+#include "kiln/engine/tensor.h"
 
 namespace kiln::layers {
 

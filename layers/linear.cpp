@@ -1,8 +1,8 @@
 // nn.Linear on ops::linear (see layers/linear.h).
-#include "layers/linear.h"
+#include "kiln/layers/linear.h"
 
-#include "engine/ops.h"
-#include "layers/init.h"
+#include "kiln/engine/ops.h"
+#include "kiln/layers/init.h"
 
 namespace kiln::layers {
 

@@ -1,7 +1,7 @@
 // nn.Linear(in, out): weight (out,in), bias (out), both plain; x (N,in) plain -> (N,out).
 #pragma once
 
-#include "layers/module.h"
+#include "kiln/layers/module.h"
 
 namespace kiln::layers {
 

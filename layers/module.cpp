@@ -1,11 +1,11 @@
 // Module registration, traversal in PyTorch's order, and strict state-dict loading.
-#include "layers/module.h"
+#include "kiln/layers/module.h"
 
 #include <cstring>
 #include <map>
 #include <set>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::layers {
 

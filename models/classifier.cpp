@@ -1,9 +1,9 @@
 // Classifier: ResNet + log_softmax + nll_loss + SGD (see models/classifier.h).
-#include "models/classifier.h"
+#include "kiln/models/classifier.h"
 
-#include "core/error.h"
-#include "models/argmax.h"
-#include "engine/ops.h"
+#include "kiln/core/error.h"
+#include "kiln/models/argmax.h"
+#include "kiln/engine/ops.h"
 
 namespace kiln::models {
 

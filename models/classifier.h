@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <memory>
 
-#include "engine/sgd.h"
-#include "models/resnet.h"
+#include "kiln/engine/sgd.h"
+#include "kiln/models/resnet.h"
 
 namespace kiln::models {
 

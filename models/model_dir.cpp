@@ -1,13 +1,13 @@
 // The model directory (see model_dir.h). config.json is written with sorted keys by nlohmann;
 // readers accept any key order and ignore unknown keys so later versions can add fields.
-#include "models/model_dir.h"
+#include "kiln/models/model_dir.h"
 
 #include <nlohmann/json.hpp>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "io/pth.h"
-#include "io/safetensors.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/io/pth.h"
+#include "kiln/io/safetensors.h"
 
 namespace kiln::models {
 

@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "io/array.h"
+#include "kiln/io/array.h"
 
 namespace kiln::models {
 

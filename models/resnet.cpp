@@ -2,11 +2,11 @@
 // BasicBlock (two 3x3 convs) for resnet18/34, Bottleneck (1x1, 3x3 with the stride, 1x1 x4)
 // for resnet50, a downsample (1x1 conv + BN, named "downsample.0/1") where shape changes.
 // ReLUs after a BN are fused into it; the ReLU after the residual add is fused into the add.
-#include "models/resnet.h"
+#include "kiln/models/resnet.h"
 
-#include "core/error.h"
-#include "engine/ops.h"
-#include "layers/init.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/ops.h"
+#include "kiln/layers/init.h"
 
 namespace kiln::models {
 

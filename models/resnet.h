@@ -9,12 +9,12 @@
 #include <string>
 #include <vector>
 
-#include "engine/tensor.h"
-#include "io/array.h"
-#include "layers/batch_norm.h"
-#include "layers/conv2d.h"
-#include "layers/linear.h"
-#include "layers/module.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/io/array.h"
+#include "kiln/layers/batch_norm.h"
+#include "kiln/layers/conv2d.h"
+#include "kiln/layers/linear.h"
+#include "kiln/layers/module.h"
 
 namespace kiln::models {
 

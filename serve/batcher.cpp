@@ -1,12 +1,12 @@
 // The dynamic batcher (policy described in batcher.h).
-#include "serve/batcher.h"
+#include "kiln/serve/batcher.h"
 
 #include <algorithm>
 #include <cstring>
 #include <exception>
 #include <future>
 
-#include "serve/codec.h"
+#include "kiln/serve/codec.h"
 
 namespace kiln::serve {
 

@@ -19,7 +19,7 @@
 #include <string>
 #include <vector>
 
-#include "serve/metrics.h"
+#include "kiln/serve/metrics.h"
 
 namespace kiln::serve {
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <utility>
 
-#include "serve/codec.h"
+#include "kiln/serve/codec.h"
 
 namespace kiln::serve {
 

@@ -1,5 +1,5 @@
 // Request decoding and response encoding for `POST /invocations` (see codec.h for the formats).
-#include "serve/codec.h"
+#include "kiln/serve/codec.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,10 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <numeric>
 
-#include "core/error.h"
-#include "io/npy.h"
-#include "serve/budget.h"
-#include "serve/image.h"
+#include "kiln/core/error.h"
+#include "kiln/io/npy.h"
+#include "kiln/serve/budget.h"
+#include "kiln/serve/image.h"
 
 namespace kiln::serve {
 

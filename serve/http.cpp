@@ -1,7 +1,7 @@
 // The HTTP/1.1 request parser and response writer (limits and refusals described in http.h).
 // Framing follows RFC 9112: Transfer-Encoding with Content-Length is refused (request smuggling),
 // as are differing Content-Lengths, obsolete line folding and anything but chunked transfer coding.
-#include "serve/http.h"
+#include "kiln/serve/http.h"
 
 #include <algorithm>
 #include <cstring>

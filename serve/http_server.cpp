@@ -2,7 +2,7 @@
 // http_server.h). Level-triggered epoll; a connection is read only while it has no request in
 // progress (pipelined bytes wait in the socket), and watched for hang-up while it has one, so a
 // client that goes away cancels its work. Deadlines are checked every 100 ms.
-#include "serve/http_server.h"
+#include "kiln/serve/http_server.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
@@ -24,7 +24,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::serve {
 

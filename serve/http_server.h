@@ -16,8 +16,8 @@
 #include <string>
 #include <vector>
 
-#include "serve/budget.h"
-#include "serve/http.h"
+#include "kiln/serve/budget.h"
+#include "kiln/serve/http.h"
 
 namespace kiln::serve {
 

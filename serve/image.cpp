@@ -2,7 +2,7 @@
 // libjpeg reports errors through a callback that must not return: it longjmps back to
 // decode_jpeg, whose state lives in one heap object so nothing is lost across the jump.
 // Debian's libstb holds stb_image_resize's implementation (this file only includes it).
-#include "serve/image.h"
+#include "kiln/serve/image.h"
 
 #include <csetjmp>
 #include <cstdio>

@@ -12,8 +12,8 @@
 #include <string_view>
 #include <vector>
 
-#include "serve/budget.h"
-#include "serve/codec.h"
+#include "kiln/serve/budget.h"
+#include "kiln/serve/codec.h"
 
 namespace kiln::serve {
 

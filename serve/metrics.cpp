@@ -1,5 +1,5 @@
 // Prometheus text format for the server's metrics (see metrics.h).
-#include "serve/metrics.h"
+#include "kiln/serve/metrics.h"
 
 #include <cstdio>
 

@@ -3,14 +3,14 @@
 // the pool or other clients are doing. POST /invocations: the body is decoded on the worker pool
 // with its memory reserved from the budget, the images go to the Batcher's single worker thread
 // (which owns the model), and the answer is encoded back on the pool.
-#include "serve/server.h"
+#include "kiln/serve/server.h"
 
 #include <signal.h>
 
 #include <chrono>
 #include <ctime>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::serve {
 

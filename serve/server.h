@@ -21,11 +21,11 @@
 #include <thread>
 #include <vector>
 
-#include "serve/batcher.h"
-#include "serve/budget.h"
-#include "serve/codec.h"
-#include "serve/http_server.h"
-#include "serve/metrics.h"
+#include "kiln/serve/batcher.h"
+#include "kiln/serve/budget.h"
+#include "kiln/serve/codec.h"
+#include "kiln/serve/http_server.h"
+#include "kiln/serve/metrics.h"
 
 namespace kiln::serve {
 

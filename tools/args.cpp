@@ -3,8 +3,8 @@
 #include <cstdio>
 #include <sstream>
 
-#include "core/error.h"
-#include "core/parse.h"
+#include "kiln/core/error.h"
+#include "kiln/core/parse.h"
 
 namespace kiln::cli {
 

@@ -9,10 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "engine/cpu.h"
-#include "engine/tensor.h"
-#include "models/classifier.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/models/classifier.h"
 #include "tools/args.h"
 #include "tools/command.h"
 

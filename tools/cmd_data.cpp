@@ -4,11 +4,11 @@
 #include <cstdlib>
 #include <map>
 
-#include "core/error.h"
-#include "data/dataset.h"
-#include "data/download.h"
-#include "data/pretrained.h"
-#include "data/synth.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/data/download.h"
+#include "kiln/data/pretrained.h"
+#include "kiln/data/synth.h"
 #include "tools/args.h"
 #include "tools/command.h"
 

@@ -3,16 +3,16 @@
 #include <algorithm>
 #include <cstdio>
 
-#include "core/error.h"
-#include "data/dataset.h"
-#include "data/loader.h"
-#include "engine/cpu.h"
-#include "models/classifier.h"
-#include "models/model_dir.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/data/loader.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/models/classifier.h"
+#include "kiln/models/model_dir.h"
 #include "tools/args.h"
 #include "tools/command.h"
-#include "train/evaluate.h"
-#include "train/metrics_log.h"
+#include "kiln/train/evaluate.h"
+#include "kiln/train/metrics_log.h"
 
 namespace {
 

@@ -8,12 +8,12 @@
 #include <string>
 #include <vector>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "aws/client.h"
-#include "aws/ecr.h"
-#include "image/archive.h"
-#include "image/registry.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/ecr.h"
+#include "kiln/image/archive.h"
+#include "kiln/image/registry.h"
 #include "tools/args.h"
 #include "tools/command.h"
 #include "tools/process.h"

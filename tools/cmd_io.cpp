@@ -4,8 +4,8 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/error.h"
-#include "io/weights.h"
+#include "kiln/core/error.h"
+#include "kiln/io/weights.h"
 #include "tools/args.h"
 #include "tools/command.h"
 

@@ -9,14 +9,14 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "engine/cpu.h"
-#include "engine/ops.h"
-#include "engine/tensor.h"
-#include "io/npy.h"
-#include "io/weights.h"
-#include "models/model_dir.h"
-#include "models/resnet.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/io/npy.h"
+#include "kiln/io/weights.h"
+#include "kiln/models/model_dir.h"
+#include "kiln/models/resnet.h"
 #include "tools/args.h"
 #include "tools/command.h"
 

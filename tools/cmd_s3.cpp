@@ -4,10 +4,10 @@
 #include <string>
 #include <vector>
 
-#include "aws/client.h"
-#include "aws/s3.h"
-#include "aws/transfer.h"
-#include "core/error.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/transfer.h"
+#include "kiln/core/error.h"
 #include "tools/args.h"
 #include "tools/command.h"
 

@@ -18,8 +18,8 @@
 #include <string>
 #include <vector>
 
-#include "aws/iam.h"
-#include "core/error.h"
+#include "kiln/aws/iam.h"
+#include "kiln/core/error.h"
 #include "tools/args.h"
 #include "tools/command.h"
 #include "tools/sagemaker/common.h"

@@ -14,13 +14,13 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
-#include "engine/cpu.h"
-#include "models/classifier.h"
-#include "serve/server.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/models/classifier.h"
+#include "kiln/serve/server.h"
 #include "tools/args.h"
 #include "tools/command.h"
-#include "models/model_dir.h"
+#include "kiln/models/model_dir.h"
 
 namespace {
 

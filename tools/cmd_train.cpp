@@ -9,17 +9,17 @@
 #include <cstdio>
 #include <map>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "dist/data_parallel.h"
-#include "dist/launcher.h"
-#include "dist/mpi.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/dist/data_parallel.h"
+#include "kiln/dist/launcher.h"
+#include "kiln/dist/mpi.h"
 #include "tools/args.h"
 #include "tools/command.h"
 #include "tools/process.h"
-#include "train/container.h"
-#include "train/options.h"
-#include "train/trainer.h"
+#include "kiln/train/container.h"
+#include "kiln/train/options.h"
+#include "kiln/train/trainer.h"
 
 namespace {
 

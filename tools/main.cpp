@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "engine/cpu.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/cpu.h"
 #include "tools/command.h"
 
 namespace kiln::cli {

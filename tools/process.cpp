@@ -15,7 +15,7 @@
 #include <fcntl.h>
 #include <thread>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::cli {
 

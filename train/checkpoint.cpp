@@ -1,5 +1,5 @@
 // Training checkpoints (see checkpoint.h).
-#include "train/checkpoint.h"
+#include "kiln/train/checkpoint.h"
 
 #include <algorithm>
 #include <cerrno>
@@ -10,8 +10,8 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include "core/error.h"
-#include "io/safetensors.h"
+#include "kiln/core/error.h"
+#include "kiln/io/safetensors.h"
 
 namespace kiln::train {
 

@@ -23,8 +23,8 @@
 #include <string>
 #include <vector>
 
-#include "io/array.h"
-#include "train/options.h"
+#include "kiln/io/array.h"
+#include "kiln/train/options.h"
 
 namespace kiln::train {
 

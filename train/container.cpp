@@ -1,13 +1,13 @@
 // SageMaker training-container contract (see container.h).
-#include "train/container.h"
+#include "kiln/train/container.h"
 
 #include <algorithm>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "train/hyperparameters.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/train/hyperparameters.h"
 
 namespace kiln::train {
 

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "train/options.h"
+#include "kiln/train/options.h"
 
 namespace kiln::train {
 

@@ -1,9 +1,9 @@
 // Evaluation (see evaluate.h).
-#include "train/evaluate.h"
+#include "kiln/train/evaluate.h"
 
-#include "core/error.h"
-#include "models/argmax.h"
-#include "train/stop_signal.h"
+#include "kiln/core/error.h"
+#include "kiln/models/argmax.h"
+#include "kiln/train/stop_signal.h"
 
 namespace kiln::train {
 

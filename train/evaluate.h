@@ -6,8 +6,8 @@
 #include <cstdint>
 #include <vector>
 
-#include "data/loader.h"
-#include "models/classifier.h"
+#include "kiln/data/loader.h"
+#include "kiln/models/classifier.h"
 
 namespace kiln::train {
 

@@ -1,11 +1,11 @@
 // hyperparameters.json decoding (see hyperparameters.h).
-#include "train/hyperparameters.h"
+#include "kiln/train/hyperparameters.h"
 
 #include <cctype>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "train/options.h"
+#include "kiln/core/error.h"
+#include "kiln/train/options.h"
 
 namespace kiln::train {
 

@@ -1,11 +1,11 @@
 // LR schedules (see lr_schedule.h). The onecycle arithmetic follows torch/optim/lr_scheduler.py
 // (1.13) line by line, in double precision, so the values match PyTorch's to the last bit or so.
-#include "train/lr_schedule.h"
+#include "kiln/train/lr_schedule.h"
 
 #include <cmath>
 #include <numbers>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::train {
 

@@ -1,5 +1,5 @@
 // Progress, metric lines, metrics.jsonl and TensorBoard scalars (see metrics_log.h).
-#include "train/metrics_log.h"
+#include "kiln/train/metrics_log.h"
 
 #include <unistd.h>
 
@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
-#include "train/tensorboard.h"
+#include "kiln/core/error.h"
+#include "kiln/train/tensorboard.h"
 
 namespace kiln::train {
 

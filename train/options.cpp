@@ -1,12 +1,12 @@
 // The training option table (see options.h). Each row's `set` checks its value's range, so
 // `kiln train --epochs 0` and a hyperparameters.json with "epochs": "0" fail alike.
-#include "train/options.h"
+#include "kiln/train/options.h"
 
 #include <cmath>
 
-#include "core/error.h"
-#include "core/parse.h"
-#include "engine/cpu.h"
+#include "kiln/core/error.h"
+#include "kiln/core/parse.h"
+#include "kiln/engine/cpu.h"
 
 namespace kiln::train {
 

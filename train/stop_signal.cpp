@@ -1,5 +1,5 @@
 // SIGTERM/SIGINT -> a flag read at step boundaries (see stop_signal.h).
-#include "train/stop_signal.h"
+#include "kiln/train/stop_signal.h"
 
 #include <unistd.h>
 

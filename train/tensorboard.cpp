@@ -1,6 +1,6 @@
 // TensorBoard event files (see tensorboard.h). Protobuf wire format by hand: field key =
 // (number << 3) | wire_type; wire types 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32.
-#include "train/tensorboard.h"
+#include "kiln/train/tensorboard.h"
 
 #include <unistd.h>
 
@@ -8,7 +8,7 @@
 #include <chrono>
 #include <cstring>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln::train {
 

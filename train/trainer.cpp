@@ -2,7 +2,7 @@
 // logging: train_loss/train_acc are means over the epoch's samples (batch means weighted by batch
 // size), validation runs at every epoch end with the test transform (kiln fixes the reference's
 // quirk of augmenting validation images), and the test runs once at the end with batch 4.
-#include "train/trainer.h"
+#include "kiln/train/trainer.h"
 
 #include <algorithm>
 #include <chrono>
@@ -12,18 +12,18 @@
 #include <map>
 #include <optional>
 
-#include "core/error.h"
-#include "core/parse.h"
-#include "data/dataset.h"
-#include "data/pretrained.h"
-#include "data/split.h"
-#include "engine/cpu.h"
-#include "io/weights.h"
-#include "models/model_dir.h"
-#include "train/evaluate.h"
-#include "train/lr_schedule.h"
-#include "train/metrics_log.h"
-#include "train/stop_signal.h"
+#include "kiln/core/error.h"
+#include "kiln/core/parse.h"
+#include "kiln/data/dataset.h"
+#include "kiln/data/pretrained.h"
+#include "kiln/data/split.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/io/weights.h"
+#include "kiln/models/model_dir.h"
+#include "kiln/train/evaluate.h"
+#include "kiln/train/lr_schedule.h"
+#include "kiln/train/metrics_log.h"
+#include "kiln/train/stop_signal.h"
 
 namespace kiln::train {
 

@@ -12,11 +12,11 @@
 #include <functional>
 #include <memory>
 
-#include "data/loader.h"
-#include "engine/tensor.h"
-#include "models/classifier.h"
-#include "train/checkpoint.h"
-#include "train/options.h"
+#include "kiln/data/loader.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/models/classifier.h"
+#include "kiln/train/checkpoint.h"
+#include "kiln/train/options.h"
 
 namespace kiln::train {
 

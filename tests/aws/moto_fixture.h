@@ -17,7 +17,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "aws/client.h"
+#include "kiln/aws/client.h"
 #include "test_util.h"
 
 namespace kiln_test {

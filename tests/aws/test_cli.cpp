@@ -11,11 +11,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "aws/ecr.h"
-#include "aws/logs.h"
-#include "aws/s3.h"
-#include "aws/sagemaker.h"
-#include "core/atomic_file.h"
+#include "kiln/aws/ecr.h"
+#include "kiln/aws/logs.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/sagemaker.h"
+#include "kiln/core/atomic_file.h"
 #include "moto_fixture.h"
 
 using namespace kiln::aws;

@@ -4,11 +4,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "aws/client.h"
-#include "aws/credentials.h"
-#include "aws/iam.h"
-#include "aws/s3.h"
-#include "aws/xml.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/credentials.h"
+#include "kiln/aws/iam.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/xml.h"
 #include "test_util.h"
 
 using namespace kiln::aws;

@@ -2,9 +2,9 @@
 // and what an image's manifest is (the media type SageMaker insists on); ECR image references.
 #include <doctest/doctest.h>
 
-#include "aws/crypto.h"
-#include "aws/ecr.h"
-#include "core/error.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/aws/ecr.h"
+#include "kiln/core/error.h"
 #include "moto_fixture.h"
 
 using namespace kiln::aws;

@@ -6,9 +6,9 @@
 #include <atomic>
 #include <nlohmann/json.hpp>
 
-#include "aws/client.h"
-#include "aws/s3.h"
-#include "aws/sagemaker.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/sagemaker.h"
 #include "test_util.h"
 
 using namespace kiln::aws;

@@ -8,11 +8,11 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "aws/iam.h"
-#include "core/atomic_file.h"
-#include "aws/s3.h"
-#include "aws/sagemaker.h"
-#include "aws/transfer.h"
+#include "kiln/aws/iam.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/transfer.h"
 #include "moto_fixture.h"
 
 using namespace kiln::aws;

@@ -9,10 +9,10 @@
 #include <mutex>
 #include <optional>
 
-#include "aws/crypto.h"
-#include "aws/s3.h"
-#include "aws/xml.h"
-#include "core/atomic_file.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/xml.h"
+#include "kiln/core/atomic_file.h"
 #include "moto_fixture.h"
 
 using namespace kiln::aws;

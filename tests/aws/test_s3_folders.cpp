@@ -6,9 +6,9 @@
 
 #include <algorithm>
 
-#include "aws/s3.h"
-#include "aws/transfer.h"
-#include "core/atomic_file.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/transfer.h"
+#include "kiln/core/atomic_file.h"
 #include "moto_fixture.h"
 
 using namespace kiln::aws;

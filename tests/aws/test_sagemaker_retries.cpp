@@ -5,8 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "aws/http.h"
-#include "aws/sagemaker.h"
+#include "kiln/aws/http.h"
+#include "kiln/aws/sagemaker.h"
 #include "test_util.h"
 
 using namespace kiln::aws;

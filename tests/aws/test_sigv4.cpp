@@ -11,9 +11,9 @@
 #include <set>
 #include <sstream>
 
-#include "aws/crypto.h"
-#include "aws/sigv4.h"
-#include "core/atomic_file.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/aws/sigv4.h"
+#include "kiln/core/atomic_file.h"
 
 namespace fs = std::filesystem;
 using namespace kiln::aws;

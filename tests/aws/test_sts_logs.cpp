@@ -8,11 +8,11 @@
 #include <chrono>
 #include <nlohmann/json.hpp>
 
-#include "aws/logs.h"
-#include "aws/s3.h"
-#include "aws/sagemaker.h"
-#include "aws/sts.h"
-#include "core/error.h"
+#include "kiln/aws/logs.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sts.h"
+#include "kiln/core/error.h"
 #include "moto_fixture.h"
 
 using namespace kiln::aws;

@@ -1,6 +1,6 @@
 #include <doctest/doctest.h>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 #include "tools/args.h"
 
 using kiln::cli::Args;

@@ -4,8 +4,8 @@
 #include <fstream>
 #include <unistd.h>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 
 namespace fs = std::filesystem;
 

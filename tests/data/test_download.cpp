@@ -13,10 +13,10 @@
 #include <atomic>
 #include <thread>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "data/dataset.h"
-#include "data/download.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/data/download.h"
 #include "tests/data/helpers.h"
 #include "tests/data/https_fixture.h"
 

@@ -9,10 +9,10 @@
 #include <set>
 #include <thread>
 
-#include "core/error.h"
-#include "data/loader.h"
-#include "data/split.h"
-#include "data/synth.h"
+#include "kiln/core/error.h"
+#include "kiln/data/loader.h"
+#include "kiln/data/split.h"
+#include "kiln/data/synth.h"
 
 using namespace kiln::data;
 

@@ -10,9 +10,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "data/pretrained.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/data/pretrained.h"
 #include "tests/data/helpers.h"
 #include "tests/data/https_fixture.h"
 

@@ -3,11 +3,11 @@
 // same records; corrupt gzip/tar/pickle inputs give errors naming the file.
 #include <doctest/doctest.h>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "data/dataset.h"
-#include "io/gzip.h"
-#include "io/tar.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/tar.h"
 #include "tests/data/helpers.h"
 
 using namespace kiln::data;

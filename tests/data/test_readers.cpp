@@ -4,10 +4,10 @@
 
 #include <string>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "data/dataset.h"
-#include "data/synth.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/data/synth.h"
 #include "tests/data/helpers.h"
 
 using namespace kiln::data;

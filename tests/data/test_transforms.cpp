@@ -6,9 +6,9 @@
 #include <fstream>
 #include <vector>
 
-#include "core/atomic_file.h"
-#include "data/rng.h"
-#include "data/transforms.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/data/rng.h"
+#include "kiln/data/transforms.h"
 #include "tests/data/helpers.h"
 
 using namespace kiln::data;

@@ -18,12 +18,12 @@
 #include <thread>
 #include <vector>
 
-#include "core/error.h"
-#include "dist/data_parallel.h"
-#include "dist/mpi.h"
-#include "dist/reducer.h"
-#include "engine/tensor.h"
-#include "models/classifier.h"
+#include "kiln/core/error.h"
+#include "kiln/dist/data_parallel.h"
+#include "kiln/dist/mpi.h"
+#include "kiln/dist/reducer.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/models/classifier.h"
 
 using namespace kiln;
 

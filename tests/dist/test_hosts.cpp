@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "data/synth.h"
+#include "kiln/data/synth.h"
 #include "tests/train/test_util.h"
 
 namespace fs = std::filesystem;

@@ -8,7 +8,7 @@
 #include <chrono>
 #include <string>
 
-#include "data/synth.h"
+#include "kiln/data/synth.h"
 #include "tests/train/test_util.h"
 
 namespace fs = std::filesystem;

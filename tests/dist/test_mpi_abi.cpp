@@ -9,7 +9,7 @@
 
 #include <type_traits>
 
-#include "dist/mpi_abi.h"
+#include "kiln/dist/mpi_abi.h"
 
 namespace abi = kiln::dist::abi;
 

@@ -10,10 +10,10 @@
 #include <set>
 #include <thread>
 
-#include "core/error.h"
-#include "dist/reducer.h"
-#include "engine/ops.h"
-#include "models/resnet.h"
+#include "kiln/core/error.h"
+#include "kiln/dist/reducer.h"
+#include "kiln/engine/ops.h"
+#include "kiln/models/resnet.h"
 
 using namespace kiln;
 

@@ -7,9 +7,9 @@
 #include <cmath>
 #include <random>
 
-#include "engine/tensor_impl.h"
-#include "engine/cpu.h"
-#include "engine/ops.h"
+#include "kiln/engine/tensor_impl.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/engine/ops.h"
 
 namespace kiln::test {
 

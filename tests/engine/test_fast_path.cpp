@@ -8,8 +8,8 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include "engine/tensor.h"
-#include "models/classifier.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/models/classifier.h"
 
 using namespace kiln;
 

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "engine/ops.h"
-#include "models/resnet.h"
+#include "kiln/engine/ops.h"
+#include "kiln/models/resnet.h"
 
 using namespace kiln;
 

@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "engine/kernels.h"
+#include "kiln/engine/kernels.h"
 
 using namespace kiln;
 

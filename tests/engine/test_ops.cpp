@@ -6,16 +6,16 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/error.h"
-#include "engine/cpu.h"
-#include "engine/ops.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/engine/ops.h"
 #include "op_harness.h"
 
 #include <random>
 
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include "engine/tensor_impl.h"
+#include "kiln/engine/tensor_impl.h"
 
 using namespace kiln;
 using namespace kiln::test;

@@ -8,9 +8,9 @@
 #include <cstring>
 #include <vector>
 
-#include "core/error.h"
-#include "engine/tensor.h"
-#include "models/classifier.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/models/classifier.h"
 
 using namespace kiln;
 

@@ -6,9 +6,9 @@
 #include <cmath>
 #include <vector>
 
-#include "core/error.h"
-#include "engine/ops.h"
-#include "engine/sgd.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/sgd.h"
 
 using namespace kiln;
 

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 
 namespace kiln_fuzz {
 

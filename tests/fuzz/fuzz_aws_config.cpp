@@ -3,7 +3,7 @@
 // byte picks which.
 #include <string>
 
-#include "aws/credentials.h"
+#include "kiln/aws/credentials.h"
 #include "fuzz.h"
 
 KILN_FUZZ(input) {

@@ -2,9 +2,9 @@
 // every client, and the ListObjectsV2 page reader; the tree is walked as the IAM client does.
 #include <string>
 
-#include "aws/client.h"
-#include "aws/s3.h"
-#include "aws/xml.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/xml.h"
 #include "fuzz.h"
 
 KILN_FUZZ(input) {

@@ -2,7 +2,7 @@
 #include <string>
 #include <vector>
 
-#include "data/dataset.h"
+#include "kiln/data/dataset.h"
 #include "fuzz.h"
 
 KILN_FUZZ(input) {

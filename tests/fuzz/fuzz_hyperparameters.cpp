@@ -3,7 +3,7 @@
 #include <vector>
 
 #include "fuzz.h"
-#include "train/hyperparameters.h"
+#include "kiln/train/hyperparameters.h"
 
 KILN_FUZZ(input) {
   std::vector<std::string> notes;

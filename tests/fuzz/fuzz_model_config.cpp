@@ -2,6 +2,6 @@
 #include <string>
 
 #include "fuzz.h"
-#include "models/model_dir.h"
+#include "kiln/models/model_dir.h"
 
 KILN_FUZZ(input) { kiln::models::parse_model_config(std::string(input), "config.json"); }

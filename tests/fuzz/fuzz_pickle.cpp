@@ -1,5 +1,5 @@
 // The restricted unpickler (io/pickle.h) on arbitrary bytes, with its default limits.
 #include "fuzz.h"
-#include "io/pickle.h"
+#include "kiln/io/pickle.h"
 
 KILN_FUZZ(input) { kiln::io::unpickle(input, "fuzz.pkl"); }

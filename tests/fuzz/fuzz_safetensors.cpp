@@ -1,6 +1,6 @@
 // safetensors (io/safetensors.h): header JSON, offsets, coverage of the data.
 #include "fuzz.h"
-#include "io/safetensors.h"
+#include "kiln/io/safetensors.h"
 
 KILN_FUZZ(input) {
   kiln::io::Metadata meta;

@@ -3,8 +3,8 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "aws/client.h"
-#include "aws/sagemaker.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/sagemaker.h"
 #include "fuzz.h"
 
 KILN_FUZZ(input) {

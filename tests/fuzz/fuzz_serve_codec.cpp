@@ -7,10 +7,10 @@
 #include <cstdint>
 #include <string_view>
 
-#include "core/error.h"
-#include "serve/budget.h"
-#include "serve/codec.h"
-#include "serve/http.h"
+#include "kiln/core/error.h"
+#include "kiln/serve/budget.h"
+#include "kiln/serve/codec.h"
+#include "kiln/serve/http.h"
 
 using namespace kiln::serve;
 

@@ -2,7 +2,7 @@
 // is signed both ways (headers, presigned query) with fixed credentials and time.
 #include <string>
 
-#include "aws/sigv4.h"
+#include "kiln/aws/sigv4.h"
 #include "fuzz.h"
 
 KILN_FUZZ(input) {

@@ -2,7 +2,7 @@
 #include <string>
 
 #include "fuzz.h"
-#include "io/zip.h"
+#include "kiln/io/zip.h"
 
 KILN_FUZZ(input) {
   kiln::io::ZipReader zip(input, "fuzz.zip");

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "core/atomic_file.h"
+#include "kiln/core/atomic_file.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size);
 

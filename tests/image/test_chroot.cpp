@@ -16,12 +16,12 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/atomic_file.h"
-#include "image/archive.h"
-#include "io/array.h"
-#include "io/gzip.h"
-#include "io/npy.h"
-#include "io/tar.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/image/archive.h"
+#include "kiln/io/array.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/npy.h"
+#include "kiln/io/tar.h"
 #include "tests/image/registry_fixture.h"
 
 namespace fs = std::filesystem;

@@ -6,13 +6,13 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "image/archive.h"
-#include "image/registry.h"
-#include "image/rootfs.h"
-#include "io/gzip.h"
-#include "io/tar.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/image/archive.h"
+#include "kiln/image/registry.h"
+#include "kiln/image/rootfs.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/tar.h"
 #include "tests/image/registry_fixture.h"
 
 using namespace kiln::image;

@@ -8,15 +8,15 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 
-#include "aws/client.h"
-#include "aws/crypto.h"
-#include "aws/ecr.h"
-#include "core/atomic_file.h"
-#include "core/error.h"
-#include "image/archive.h"
-#include "image/registry.h"
-#include "io/gzip.h"
-#include "io/tar.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/crypto.h"
+#include "kiln/aws/ecr.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
+#include "kiln/image/archive.h"
+#include "kiln/image/registry.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/tar.h"
 #include "tests/image/registry_fixture.h"
 
 using namespace kiln::image;

@@ -10,8 +10,8 @@
 #include <string>
 #include <unistd.h>
 
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 
 namespace kiln_test {
 

@@ -1,9 +1,9 @@
 // gzip, tar and zip: round trips, Python-written archives (GNU and pax long names), bounds.
 #include "fixtures.h"
-#include "io/gzip.h"
-#include "io/pickle.h"
-#include "io/tar.h"
-#include "io/zip.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/pickle.h"
+#include "kiln/io/tar.h"
+#include "kiln/io/zip.h"
 
 using namespace kiln::io;
 using kiln_test::fixtures;

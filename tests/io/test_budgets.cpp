@@ -10,8 +10,8 @@
 #include <functional>
 
 #include "fixtures.h"
-#include "io/pickle.h"
-#include "io/pth.h"
+#include "kiln/io/pickle.h"
+#include "kiln/io/pth.h"
 
 using namespace kiln::io;
 using kiln_test::fs::path;

@@ -5,14 +5,14 @@
 #include <random>
 
 #include "fixtures.h"
-#include "io/bytes.h"
-#include "io/gzip.h"
-#include "io/npy.h"
-#include "io/pickle.h"
-#include "io/pth.h"
-#include "io/safetensors.h"
-#include "io/tar.h"
-#include "io/zip.h"
+#include "kiln/io/bytes.h"
+#include "kiln/io/gzip.h"
+#include "kiln/io/npy.h"
+#include "kiln/io/pickle.h"
+#include "kiln/io/pth.h"
+#include "kiln/io/safetensors.h"
+#include "kiln/io/tar.h"
+#include "kiln/io/zip.h"
 
 
 using namespace kiln::io;

@@ -2,7 +2,7 @@
 #include <cstring>
 
 #include "fixtures.h"
-#include "io/npy.h"
+#include "kiln/io/npy.h"
 
 using namespace kiln::io;
 using kiln_test::fixtures;

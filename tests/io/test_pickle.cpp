@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "fixtures.h"
-#include "io/pickle.h"
+#include "kiln/io/pickle.h"
 
 using namespace kiln::io;
 using kiln_test::fixtures;

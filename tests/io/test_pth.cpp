@@ -5,10 +5,10 @@
 #include <fstream>
 
 #include "fixtures.h"
-#include "io/npy.h"
-#include "io/pth.h"
-#include "io/safetensors.h"
-#include "io/weights.h"
+#include "kiln/io/npy.h"
+#include "kiln/io/pth.h"
+#include "kiln/io/safetensors.h"
+#include "kiln/io/weights.h"
 
 using namespace kiln::io;
 using kiln_test::fixtures;

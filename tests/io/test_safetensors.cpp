@@ -2,8 +2,8 @@
 #include <cstring>
 
 #include "fixtures.h"
-#include "io/bytes.h"
-#include "io/safetensors.h"
+#include "kiln/io/bytes.h"
+#include "kiln/io/safetensors.h"
 
 using namespace kiln::io;
 

@@ -12,9 +12,9 @@
 #include <memory>
 #include <mutex>
 
-#include "core/error.h"
-#include "io/npy.h"
-#include "io/safetensors.h"
+#include "kiln/core/error.h"
+#include "kiln/io/npy.h"
+#include "kiln/io/safetensors.h"
 
 namespace kiln::test {
 

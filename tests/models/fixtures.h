@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-#include "io/array.h"
+#include "kiln/io/array.h"
 
 namespace kiln::test {
 

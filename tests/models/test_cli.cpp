@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "io/npy.h"
-#include "io/pth.h"
-#include "io/safetensors.h"
+#include "kiln/io/npy.h"
+#include "kiln/io/pth.h"
+#include "kiln/io/safetensors.h"
 #include "tests/models/fixtures.h"
 
 namespace {

@@ -12,12 +12,12 @@
 #include <string>
 #include <vector>
 
-#include "engine/cpu.h"
-#include "engine/ops.h"
-#include "engine/tensor.h"
-#include "io/pth.h"
-#include "models/classifier.h"
-#include "models/resnet.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/io/pth.h"
+#include "kiln/models/classifier.h"
+#include "kiln/models/resnet.h"
 #include "tests/models/fixtures.h"
 
 namespace {

@@ -13,7 +13,7 @@
 #include <thread>
 #include <vector>
 
-#include "serve/server.h"
+#include "kiln/serve/server.h"
 
 namespace kiln::test {
 

@@ -19,7 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "helpers.h"
-#include "io/npy.h"
+#include "kiln/io/npy.h"
 
 using namespace kiln;
 using namespace kiln::test;

@@ -8,9 +8,9 @@
 
 #include "fixtures.h"
 #include "helpers.h"
-#include "io/npy.h"
-#include "serve/codec.h"
-#include "serve/image.h"
+#include "kiln/io/npy.h"
+#include "kiln/serve/codec.h"
+#include "kiln/serve/image.h"
 
 using namespace kiln;
 using namespace kiln::test;

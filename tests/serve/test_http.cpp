@@ -3,7 +3,7 @@
 // encodings, versions), fed whole and byte by byte.
 #include <doctest/doctest.h>
 
-#include "serve/http.h"
+#include "kiln/serve/http.h"
 
 using namespace kiln::serve;
 

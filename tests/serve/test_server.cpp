@@ -11,10 +11,10 @@
 #include <latch>
 #include <nlohmann/json.hpp>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 #include "fixtures.h"
 #include "helpers.h"
-#include "io/npy.h"
+#include "kiln/io/npy.h"
 
 using namespace kiln;
 using namespace kiln::test;

@@ -17,10 +17,10 @@
 #include <random>
 #include <thread>
 
-#include "core/error.h"
-#include "io/safetensors.h"
+#include "kiln/core/error.h"
+#include "kiln/io/safetensors.h"
 #include "tests/train/test_util.h"
-#include "train/checkpoint.h"
+#include "kiln/train/checkpoint.h"
 
 namespace fs = std::filesystem;
 using namespace kiln::train;

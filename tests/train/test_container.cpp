@@ -5,11 +5,11 @@
 
 #include <map>
 
-#include "core/error.h"
+#include "kiln/core/error.h"
 #include "tests/train/test_util.h"
-#include "train/container.h"
-#include "train/hyperparameters.h"
-#include "train/options.h"
+#include "kiln/train/container.h"
+#include "kiln/train/hyperparameters.h"
+#include "kiln/train/options.h"
 
 using namespace kiln::train;
 

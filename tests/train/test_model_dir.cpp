@@ -6,11 +6,11 @@
 #include <cmath>
 #include <cstring>
 
-#include "core/error.h"
-#include "io/pth.h"
+#include "kiln/core/error.h"
+#include "kiln/io/pth.h"
 #include "tests/train/test_util.h"
-#include "train/checkpoint.h"
-#include "models/model_dir.h"
+#include "kiln/train/checkpoint.h"
+#include "kiln/models/model_dir.h"
 
 using namespace kiln::train;
 using namespace kiln::models;

@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "tests/train/test_util.h"
-#include "train/lr_schedule.h"
+#include "kiln/train/lr_schedule.h"
 
 using kiln::train::LrSchedule;
 

@@ -6,8 +6,8 @@
 #include <cstring>
 
 #include "tests/train/test_util.h"
-#include "train/metrics_log.h"
-#include "train/tensorboard.h"
+#include "kiln/train/metrics_log.h"
+#include "kiln/train/tensorboard.h"
 
 using namespace kiln::train;
 

@@ -9,11 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "data/synth.h"
-#include "engine/tensor.h"
-#include "models/argmax.h"
+#include "kiln/data/synth.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/models/argmax.h"
 #include "tests/train/test_util.h"
-#include "train/trainer.h"
+#include "kiln/train/trainer.h"
 
 using namespace kiln::train;
 namespace fs = std::filesystem;

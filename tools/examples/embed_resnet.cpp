@@ -10,14 +10,14 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "engine/cpu.h"
-#include "engine/ops.h"
-#include "engine/sgd.h"
-#include "engine/tensor.h"
-#include "io/pth.h"
-#include "models/argmax.h"
-#include "models/resnet.h"
+#include "kiln/core/error.h"
+#include "kiln/engine/cpu.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/sgd.h"
+#include "kiln/engine/tensor.h"
+#include "kiln/io/pth.h"
+#include "kiln/models/argmax.h"
+#include "kiln/models/resnet.h"
 
 int main(int argc, char** argv) try {
   const int steps = argc > 2 ? std::stoi(argv[2]) : 3;

@@ -11,8 +11,8 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 
-#include "aws/client.h"
-#include "aws/sagemaker.h"
+#include "kiln/aws/client.h"
+#include "kiln/aws/sagemaker.h"
 #include "tools/args.h"
 
 namespace kiln::cli::sagemaker {

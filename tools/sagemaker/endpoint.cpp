@@ -8,10 +8,10 @@
 #include <string>
 #include <vector>
 
-#include "core/error.h"
-#include "data/dataset.h"
-#include "io/npy.h"
-#include "models/argmax.h"
+#include "kiln/core/error.h"
+#include "kiln/data/dataset.h"
+#include "kiln/io/npy.h"
+#include "kiln/models/argmax.h"
 #include "tools/sagemaker/common.h"
 
 namespace kiln::cli::sagemaker {

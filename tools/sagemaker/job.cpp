@@ -7,14 +7,14 @@
 #include <sstream>
 #include <string>
 
-#include "aws/ecr.h"
-#include "aws/iam.h"
-#include "aws/logs.h"
-#include "aws/s3.h"
-#include "aws/sts.h"
-#include "aws/transfer.h"
-#include "core/error.h"
-#include "data/pretrained.h"
+#include "kiln/aws/ecr.h"
+#include "kiln/aws/iam.h"
+#include "kiln/aws/logs.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/sts.h"
+#include "kiln/aws/transfer.h"
+#include "kiln/core/error.h"
+#include "kiln/data/pretrained.h"
 #include "tools/sagemaker/common.h"
 
 namespace kiln::cli::sagemaker {

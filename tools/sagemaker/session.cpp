@@ -8,12 +8,12 @@
 #include <nlohmann/json.hpp>
 #include <string>
 
-#include "aws/credentials.h"
-#include "aws/iam.h"
-#include "aws/s3.h"
-#include "aws/sts.h"
-#include "core/atomic_file.h"
-#include "core/error.h"
+#include "kiln/aws/credentials.h"
+#include "kiln/aws/iam.h"
+#include "kiln/aws/s3.h"
+#include "kiln/aws/sts.h"
+#include "kiln/core/atomic_file.h"
+#include "kiln/core/error.h"
 #include "tools/sagemaker/common.h"
 
 namespace kiln::cli::sagemaker {
