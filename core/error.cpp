@@ -11,9 +11,29 @@ std::string Error::full_message() const {
   return m;
 }
 
+std::string expected_found(const std::string& context, const std::string& expected,
+                           const std::string& found) {
+  return context + ": expected " + expected + ", found " + found;
+}
+
 void fail(const std::string& context, const std::string& expected, const std::string& found,
           const std::string& hint) {
-  throw Error(context + ": expected " + expected + ", found " + found, hint);
+  throw Error(expected_found(context, expected, found), hint);
+}
+
+void fail_argument(const std::string& context, const std::string& expected,
+                   const std::string& found, const std::string& hint) {
+  throw InvalidArgument(expected_found(context, expected, found), hint);
+}
+
+void fail_io(const std::string& context, const std::string& expected, const std::string& found,
+             const std::string& hint) {
+  throw IoError(expected_found(context, expected, found), hint);
+}
+
+void fail_format(const std::string& context, const std::string& expected,
+                 const std::string& found, const std::string& hint) {
+  throw FormatError(expected_found(context, expected, found), hint);
 }
 
 void assert_fail(const char* expr, const char* file, int line, const std::string& msg) {

@@ -2,6 +2,13 @@
 // User-facing failures throw kiln::Error carrying what was expected, what was found and a hint;
 // broken invariants stop through KILN_ASSERT, which is always on (release builds too).
 // Library code never calls exit(): a server embeds it.
+//
+// A caller that wants to tell failures apart catches the subclasses; `catch (const kiln::Error&)`
+// still catches all of them:
+//   kiln::Error               every failure a caller can act on (the base; also thrown as such)
+//   ├─ kiln::InvalidArgument  the caller passed something wrong: a shape, an option, a label
+//   ├─ kiln::IoError          a file could not be opened, read or written
+//   └─ kiln::FormatError      a file's contents are not what its format (or the model) requires
 #pragma once
 
 #include <stdexcept>
@@ -20,9 +27,35 @@ class Error : public std::runtime_error {
   std::string hint_;
 };
 
-// "<context>: expected <expected>, found <found>", with an optional hint.
+class InvalidArgument : public Error {
+ public:
+  using Error::Error;
+};
+
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+class FormatError : public Error {
+ public:
+  using Error::Error;
+};
+
+// "<context>: expected <expected>, found <found>"
+std::string expected_found(const std::string& context, const std::string& expected,
+                           const std::string& found);
+
+// Throw that message (with an optional hint) as kiln::Error, InvalidArgument, IoError or
+// FormatError.
 [[noreturn]] void fail(const std::string& context, const std::string& expected,
                        const std::string& found, const std::string& hint = {});
+[[noreturn]] void fail_argument(const std::string& context, const std::string& expected,
+                                const std::string& found, const std::string& hint = {});
+[[noreturn]] void fail_io(const std::string& context, const std::string& expected,
+                          const std::string& found, const std::string& hint = {});
+[[noreturn]] void fail_format(const std::string& context, const std::string& expected,
+                              const std::string& found, const std::string& hint = {});
 
 [[noreturn]] void assert_fail(const char* expr, const char* file, int line, const std::string& msg);
 

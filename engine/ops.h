@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
 
 #include "kiln/engine/tensor.h"
 
@@ -38,8 +39,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias);
 Tensor add(const Tensor& a, const Tensor& b, bool fuse_relu = false);
 // logits (N,K) plain -> log-probabilities over dim 1
 Tensor log_softmax(const Tensor& logits);
-// log_probs (N,K), labels: N values in [0,K) -> scalar: mean over N of -log_probs[n, label[n]]
-Tensor nll_loss(const Tensor& log_probs, const int64_t* labels);
+// log_probs (N,K) plain, labels: N class indices in [0,K) (a std::vector<int64_t> converts)
+// -> scalar: mean over N of -log_probs[n, labels[n]]. Throws kiln::InvalidArgument when the
+// number of labels is not N or a label is out of range.
+Tensor nll_loss(const Tensor& log_probs, std::span<const int64_t> labels);
 
 // Which convolution path conv2d takes: automatic (small maps skip padding) or padded (always
 // oneDNN's convolution). Starts from KILN_CONV (auto | padded); not thread-safe to change

@@ -1,6 +1,6 @@
 // log_softmax (dim 1) and nll_loss (mean) on kiln's own kernels; both take and give plain
-// row-major (N,K) tensors. nll_loss copies the labels so backward does not depend on the
-// caller's buffer.
+// row-major (N,K) tensors. nll_loss checks that there is one label per row and copies them so
+// backward does not depend on the caller's buffer.
 #include <vector>
 
 #include "kiln/core/error.h"
@@ -18,8 +18,8 @@ struct NllSaved {
 
 void check_2d_plain(const char* op, const Tensor& t) {
   if (t.shape().size() != 2 || !t.is_plain())
-    fail(std::string(op) + " input " + t.name(), "a plain (N, K) tensor",
-         io::shape_str(t.shape()) + " in layout " + t.layout_str());
+    fail_argument(std::string(op) + " input " + t.name(), "a plain (N, K) tensor",
+                  io::shape_str(t.shape()) + " in layout " + t.layout_str());
 }
 }  // namespace
 
@@ -33,20 +33,28 @@ Tensor log_softmax(const Tensor& logits) {
   return dst;
 }
 
-Tensor nll_loss(const Tensor& log_probs, const int64_t* labels) {
+Tensor nll_loss(const Tensor& log_probs, std::span<const int64_t> labels) {
   check_2d_plain("nll_loss", log_probs);
   int64_t N = log_probs.dim(0), K = log_probs.dim(1);
-  KILN_ASSERT(N > 0, "nll_loss on an empty batch");
+  if (N < 1)
+    fail_argument("nll_loss input " + log_probs.name(), "a batch of at least one row",
+                  io::shape_str(log_probs.shape()));
+  if (static_cast<int64_t>(labels.size()) != N)
+    fail_argument("nll_loss labels",
+                  std::to_string(N) + " labels (one per row of log_probs " +
+                      io::shape_str(log_probs.shape()) + ")",
+                  std::to_string(labels.size()));
   for (int64_t n = 0; n < N; ++n)
     if (labels[n] < 0 || labels[n] >= K)
-      fail("nll_loss label " + std::to_string(n), "a class in [0, " + std::to_string(K) + ")",
-           std::to_string(labels[n]));
+      fail_argument("nll_loss label " + std::to_string(n),
+                    "a class in [0, " + std::to_string(K) + ")", std::to_string(labels[n]));
   Tensor loss = make_tensor({}, plain_md({}), "loss");
   loss.impl()->data[0] =
-      static_cast<float>(kernels::table().nll_forward(log_probs.impl()->data, labels, N, K));
+      static_cast<float>(kernels::table().nll_forward(log_probs.impl()->data, labels.data(), N,
+                                                      K));
   if (autograd::should_record({&log_probs})) {
     auto saved = std::make_shared<NllSaved>();
-    saved->labels.assign(labels, labels + N);
+    saved->labels.assign(labels.begin(), labels.end());
     autograd::record(autograd::OpKind::nll_loss, {log_probs}, loss, saved);
   }
   return loss;

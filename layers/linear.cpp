@@ -1,14 +1,26 @@
 // nn.Linear on ops::linear (see layers/linear.h).
 #include "kiln/layers/linear.h"
 
+#include "kiln/core/error.h"
 #include "kiln/engine/ops.h"
 #include "kiln/layers/init.h"
 
 namespace kiln::layers {
 
-Linear::Linear(int64_t in, int64_t out) : in_features(in), out_features(out) {
-  weight = Tensor::zeros({out, in}, "weight");
-  bias = Tensor::zeros({out}, "bias");
+namespace {
+const LinearOptions& checked(const LinearOptions& o) {
+  if (o.in_features() < 1)
+    fail_argument("LinearOptions in_features", "a positive value", std::to_string(o.in_features()));
+  if (o.out_features() < 1)
+    fail_argument("LinearOptions out_features", "a positive value",
+                  std::to_string(o.out_features()));
+  return o;
+}
+}  // namespace
+
+Linear::Linear(const LinearOptions& o) : options(checked(o)) {
+  weight = Tensor::zeros({o.out_features(), o.in_features()}, "weight");
+  bias = Tensor::zeros({o.out_features()}, "bias");
   register_parameter("weight", weight);
   register_parameter("bias", bias);
 }

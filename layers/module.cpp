@@ -135,8 +135,9 @@ StateDictMismatch Module::check_state_dict(const io::StateDict& sd) const {
 void Module::load_state_dict(const io::StateDict& sd) {
   StateDictMismatch mm = check_state_dict(sd);
   if (!mm.empty())
-    throw Error("state dict does not fit this " + std::string(type_name()) + ":" + mm.message(),
-                "check --arch and --num-classes against the weights file");
+    throw FormatError(
+        "state dict does not fit this " + std::string(type_name()) + ":" + mm.message(),
+        "check --arch and --num-classes against the weights file");
   load_state_dict_except(sd, {});
 }
 
@@ -150,7 +151,7 @@ void Module::load_state_dict_except(const io::StateDict& sd,
   for (const auto& f : all) {
     if (skipped.count(f.name)) continue;
     auto it = by_name.find(f.name);
-    if (it == by_name.end()) fail("state dict", "key " + f.name, "nothing");
+    if (it == by_name.end()) fail_format("state dict", "key " + f.name, "nothing");
     const io::NamedArray& arr = *it->second;
     if (f.entry->tensor) {
       Tensor& t = *f.entry->tensor;

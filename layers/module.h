@@ -48,7 +48,7 @@ class Module {
 
   io::StateDict state_dict() const;  // parameters, buffers and int64 counters, in torch order
   StateDictMismatch check_state_dict(const io::StateDict& sd) const;
-  // Strict: throws kiln::Error naming every missing/unexpected key and shape mismatch.
+  // Strict: throws kiln::FormatError naming every missing/unexpected key and shape mismatch.
   void load_state_dict(const io::StateDict& sd);
   // Loads every entry whose name is not in `skip` (shapes of loaded entries must match).
   void load_state_dict_except(const io::StateDict& sd, const std::vector<std::string>& skip);

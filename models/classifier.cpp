@@ -28,7 +28,7 @@ BatchResult Classifier::train_step(const float* images, const int64_t* labels, i
   net_->train(true);
   Tensor x = Tensor::from_plain({n, 3, image_size_, image_size_}, images, "images");
   Tensor log_probs = ops::log_softmax(net_->forward(x));
-  Tensor loss = ops::nll_loss(log_probs, labels);
+  Tensor loss = ops::nll_loss(log_probs, {labels, static_cast<size_t>(n)});
   sgd_->zero_grad();
   loss.backward();
   sgd_->step();
@@ -41,7 +41,7 @@ BatchResult Classifier::evaluate(const float* images, const int64_t* labels, int
   net_->eval();
   Tensor x = Tensor::from_plain({n, 3, image_size_, image_size_}, images, "images");
   Tensor log_probs = ops::log_softmax(net_->forward(x));
-  Tensor loss = ops::nll_loss(log_probs, labels);
+  Tensor loss = ops::nll_loss(log_probs, {labels, static_cast<size_t>(n)});
   return score(log_probs, labels, n, loss.item());
 }
 

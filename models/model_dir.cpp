@@ -6,8 +6,13 @@
 
 #include "kiln/core/atomic_file.h"
 #include "kiln/core/error.h"
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+
 #include "kiln/io/pth.h"
 #include "kiln/io/safetensors.h"
+#include "kiln/io/weights.h"
 
 namespace kiln::models {
 
@@ -33,23 +38,24 @@ namespace {
 const json& field(const json& j, const char* name, const std::string& what) {
   auto it = j.find(name);
   if (it == j.end())
-    fail(what + ": field \"" + name + "\"", "present", "missing",
+    fail_format(what + ": field \"" + name + "\"", "present", "missing",
          "write the model directory with `kiln train --model-dir`");
   return *it;
 }
 
 std::string string_field(const json& j, const char* name, const std::string& what) {
   const json& v = field(j, name, what);
-  if (!v.is_string()) fail(what + ": field \"" + name + "\"", "a string", v.dump());
+  if (!v.is_string()) fail_format(what + ": field \"" + name + "\"", "a string", v.dump());
   return v.get<std::string>();
 }
 
 int64_t int_field(const json& j, const char* name, const std::string& what, int64_t lo, int64_t hi) {
   const json& v = field(j, name, what);
-  if (!v.is_number_integer()) fail(what + ": field \"" + name + "\"", "an integer", v.dump());
+  if (!v.is_number_integer())
+    fail_format(what + ": field \"" + name + "\"", "an integer", v.dump());
   int64_t x = v.get<int64_t>();
   if (x < lo || x > hi)
-    fail(what + ": field \"" + name + "\"",
+    fail_format(what + ": field \"" + name + "\"",
          "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]", v.dump());
   return x;
 }
@@ -57,10 +63,11 @@ int64_t int_field(const json& j, const char* name, const std::string& what, int6
 std::array<float, 3> triple_field(const json& j, const char* name, const std::string& what) {
   const json& v = field(j, name, what);
   if (!v.is_array() || v.size() != 3)
-    fail(what + ": field \"" + name + "\"", "an array of 3 numbers", v.dump());
+    fail_format(what + ": field \"" + name + "\"", "an array of 3 numbers", v.dump());
   std::array<float, 3> out{};
   for (size_t i = 0; i < 3; ++i) {
-    if (!v[i].is_number()) fail(what + ": field \"" + name + "\"", "an array of 3 numbers", v.dump());
+    if (!v[i].is_number())
+      fail_format(what + ": field \"" + name + "\"", "an array of 3 numbers", v.dump());
     out[i] = v[i].get<float>();
   }
   return out;
@@ -73,28 +80,32 @@ ModelConfig parse_model_config(const std::string& text, const std::string& what)
   try {
     j = json::parse(text);
   } catch (const json::exception& e) {  // parse_error, or out_of_range for 7E9433 (found by fuzz_model_config)
-    fail(what, "valid JSON", std::string("a parse error: ") + e.what());
+    fail_format(what, "valid JSON", std::string("a parse error: ") + e.what());
   }
-  if (!j.is_object()) fail(what, "a JSON object", j.dump().substr(0, 60));
+  if (!j.is_object()) fail_format(what, "a JSON object", j.dump().substr(0, 60));
   ModelConfig cfg;
   if (string_field(j, "format", what) != "kiln-model")
-    fail(what + ": field \"format\"", "\"kiln-model\"", j["format"].dump());
+    fail_format(what + ": field \"format\"", "\"kiln-model\"", j["format"].dump());
   int_field(j, "version", what, 1, 1);
   cfg.arch = string_field(j, "arch", what);
   cfg.num_classes = int_field(j, "num_classes", what, 1, 1000000);
   const json& names = field(j, "class_names", what);
-  if (!names.is_array()) fail(what + ": field \"class_names\"", "an array of strings", names.dump());
+  if (!names.is_array())
+    fail_format(what + ": field \"class_names\"", "an array of strings", names.dump());
   for (const auto& n : names) {
-    if (!n.is_string()) fail(what + ": field \"class_names\"", "an array of strings", n.dump());
+    if (!n.is_string())
+      fail_format(what + ": field \"class_names\"", "an array of strings", n.dump());
     cfg.class_names.push_back(n.get<std::string>());
   }
   if (static_cast<int64_t>(cfg.class_names.size()) != cfg.num_classes)
-    fail(what + ": field \"class_names\"", std::to_string(cfg.num_classes) + " names (num_classes)",
-         std::to_string(cfg.class_names.size()));
+    fail_format(what + ": field \"class_names\"",
+                std::to_string(cfg.num_classes) + " names (num_classes)",
+                std::to_string(cfg.class_names.size()));
   cfg.mean = triple_field(j, "mean", what);
   cfg.std = triple_field(j, "std", what);
   for (float s : cfg.std)
-    if (!(s > 0)) fail(what + ": field \"std\"", "positive numbers", field(j, "std", what).dump());
+    if (!(s > 0))
+      fail_format(what + ": field \"std\"", "positive numbers", field(j, "std", what).dump());
   cfg.image_size = int_field(j, "image_size", what, 1, 65536);
   cfg.dataset = string_field(j, "dataset", what);
   return cfg;
@@ -102,11 +113,11 @@ ModelConfig parse_model_config(const std::string& text, const std::string& what)
 
 LoadedModel load_model_dir(const fs::path& dir) {
   if (!fs::is_directory(dir))
-    fail("model directory " + dir.string(), "a directory", fs::exists(dir) ? "a file" : "nothing",
+    fail_io("model directory " + dir.string(), "a directory", fs::exists(dir) ? "a file" : "nothing",
          "train one with `kiln train --model-dir " + dir.string() + "`");
   fs::path config_path = dir / "config.json";
   if (!fs::exists(config_path))
-    fail("model directory " + dir.string(), "config.json", "no config.json",
+    fail_io("model directory " + dir.string(), "config.json", "no config.json",
          "a kiln model directory holds config.json plus model.safetensors or model.pth");
   LoadedModel m;
   m.config = parse_model_config(read_file(config_path), config_path.string());
@@ -117,11 +128,11 @@ LoadedModel load_model_dir(const fs::path& dir) {
     m.weights_file = dir / "model.pth";
     m.weights = io::read_pth(m.weights_file);
   } else {
-    fail("model directory " + dir.string(), "model.safetensors or model.pth", "neither");
+    fail_io("model directory " + dir.string(), "model.safetensors or model.pth", "neither");
   }
   for (const auto& a : m.weights) {
     if (a.name == "fc.weight" && (a.shape.size() != 2 || a.shape[0] != m.config.num_classes))
-      fail(m.weights_file.string() + ": fc.weight",
+      fail_format(m.weights_file.string() + ": fc.weight",
            "shape (" + std::to_string(m.config.num_classes) + ", ...) as config.json's num_classes",
            io::shape_str(a.shape));
   }
@@ -137,6 +148,72 @@ void write_model_dir(const fs::path& dir, const ModelConfig& cfg, const io::Stat
   io::write_pth(dir / "model.pth", weights);
   // config.json last: a directory with a config has its weights.
   write_file_atomic(dir / "config.json", model_config_to_json(cfg));
+}
+
+namespace {
+
+// A weights file read whole: the path is checked first, so what the reader then refuses is the
+// file's contents (FormatError), not its absence (IoError).
+io::StateDict read_weights_file(const fs::path& path) {
+  std::ifstream probe(path, std::ios::binary);
+  if (!probe)
+    fail_io(path.string(), "a readable weights file (.pth or .safetensors) or model directory",
+            std::strerror(errno));
+  try {
+    return io::read_weights(path);
+  } catch (const FormatError&) {
+    throw;
+  } catch (const Error& e) {
+    throw FormatError(e.what(), e.hint());
+  }
+}
+
+std::vector<std::string> numbered_classes(int64_t n) {
+  std::vector<std::string> names;
+  for (int64_t c = 0; c < n; ++c) names.push_back(std::to_string(c));
+  return names;
+}
+
+}  // namespace
+
+LoadedResNet load_resnet(const fs::path& path, const LoadResNetOptions& opt) {
+  LoadedResNet out;
+  io::StateDict weights;
+  if (fs::is_directory(path)) {
+    LoadedModel m = load_model_dir(path);
+    out.config = std::move(m.config);
+    out.weights_file = std::move(m.weights_file);
+    weights = std::move(m.weights);
+  } else {
+    out.weights_file = path;
+    weights = read_weights_file(path);
+    out.config.arch = arch_of_weights(weights);
+    out.config.num_classes = -1;
+    for (const auto& a : weights)
+      if (a.name == "fc.weight" && a.shape.size() == 2) out.config.num_classes = a.shape[0];
+    if (out.config.num_classes < 1)
+      fail_format(path.string() + ": fc.weight", "a tensor of shape (classes, features)", "none",
+                  "are these torchvision ResNet weights?");
+    out.config.class_names = numbered_classes(out.config.num_classes);
+  }
+  if (!opt.arch().empty()) out.config.arch = opt.arch();
+  if (out.config.arch.empty())
+    fail_format(path.string(), "the keys of torchvision's resnet18, resnet34 or resnet50",
+                "keys that fit none of them (layer3.*)", "set LoadResNetOptions().arch(...)");
+  if (opt.num_classes() > 0 && opt.num_classes() != out.config.num_classes) {
+    out.config.num_classes = opt.num_classes();
+    out.config.class_names = numbered_classes(opt.num_classes());
+  }
+  out.net = std::make_unique<ResNet>(ResNetConfig{out.config.arch, out.config.num_classes},
+                                     opt.seed(), /*init=*/false);
+  try {
+    out.note = out.net->load_state_dict(weights, opt.reinit_head());
+  } catch (const Error& e) {  // name the file: the message names the tensors
+    throw FormatError(out.weights_file.string() + ": " + e.what(),
+                      "check LoadResNetOptions' arch and num_classes against the weights (or "
+                      "reinit_head(true) to replace a different fc head)");
+  }
+  return out;
 }
 
 }  // namespace kiln::models

@@ -4,6 +4,8 @@
 // ReLUs after a BN are fused into it; the ReLU after the residual add is fused into the add.
 #include "kiln/models/resnet.h"
 
+#include <set>
+
 #include "kiln/core/error.h"
 #include "kiln/engine/ops.h"
 #include "kiln/layers/init.h"
@@ -12,6 +14,7 @@ namespace kiln::models {
 
 using layers::BatchNorm2d;
 using layers::Conv2d;
+using layers::Conv2dOptions;
 using layers::Module;
 
 namespace {
@@ -30,14 +33,20 @@ constexpr ArchSpec kArchs[] = {
 const ArchSpec& find_arch(const std::string& name) {
   for (const auto& a : kArchs)
     if (name == a.name) return a;
-  fail("model architecture", "one of resnet18, resnet34, resnet50", "'" + name + "'");
+  fail_argument("model architecture", "one of resnet18, resnet34, resnet50", "'" + name + "'");
+}
+
+// torchvision's convolutions carry no bias: the batch norm after each has one.
+Conv2dOptions conv_options(int64_t in, int64_t out, int64_t kernel) {
+  return Conv2dOptions(in, out, kernel).bias(false);
 }
 
 // nn.Sequential of a conv and a BN (the downsample path).
 struct Downsample : Module {
   Conv2d conv;
   BatchNorm2d bn;
-  Downsample(int64_t in, int64_t out, int64_t stride) : conv(in, out, 1, stride, 0, false), bn(out) {
+  Downsample(int64_t in, int64_t out, int64_t stride)
+      : conv(conv_options(in, out, 1).stride(stride)), bn(out) {
     register_module("0", conv);
     register_module("1", bn);
   }
@@ -58,16 +67,16 @@ struct ResNet::Block : Module {
       : bottleneck(is_bottleneck), stride(s) {
     int64_t expansion = bottleneck ? 4 : 1;
     if (bottleneck) {
-      conv1 = std::make_unique<Conv2d>(inplanes, planes, 1, 1, 0, false);
+      conv1 = std::make_unique<Conv2d>(conv_options(inplanes, planes, 1));
       bn1 = std::make_unique<BatchNorm2d>(planes);
-      conv2 = std::make_unique<Conv2d>(planes, planes, 3, stride, 1, false);
+      conv2 = std::make_unique<Conv2d>(conv_options(planes, planes, 3).stride(stride).padding(1));
       bn2 = std::make_unique<BatchNorm2d>(planes);
-      conv3 = std::make_unique<Conv2d>(planes, planes * expansion, 1, 1, 0, false);
+      conv3 = std::make_unique<Conv2d>(conv_options(planes, planes * expansion, 1));
       bn3 = std::make_unique<BatchNorm2d>(planes * expansion);
     } else {
-      conv1 = std::make_unique<Conv2d>(inplanes, planes, 3, stride, 1, false);
+      conv1 = std::make_unique<Conv2d>(conv_options(inplanes, planes, 3).stride(stride).padding(1));
       bn1 = std::make_unique<BatchNorm2d>(planes);
-      conv2 = std::make_unique<Conv2d>(planes, planes, 3, 1, 1, false);
+      conv2 = std::make_unique<Conv2d>(conv_options(planes, planes, 3).padding(1));
       bn2 = std::make_unique<BatchNorm2d>(planes);
     }
     register_module("conv1", *conv1);
@@ -115,11 +124,23 @@ std::vector<std::string> known_archs() {
   return v;
 }
 
+std::string arch_of_weights(const io::StateDict& sd) {
+  std::set<std::string> blocks;
+  bool bottleneck = false;
+  for (const auto& a : sd) {
+    if (a.name.rfind("layer3.", 0) == 0) blocks.insert(a.name.substr(7, a.name.find('.', 7) - 7));
+    if (a.name.find(".conv3.") != std::string::npos) bottleneck = true;
+  }
+  if (blocks.size() == 2 && !bottleneck) return "resnet18";
+  if (blocks.size() == 6) return bottleneck ? "resnet50" : "resnet34";
+  return {};
+}
+
 ResNet::ResNet(const ResNetConfig& cfg, uint64_t seed, bool init) : cfg_(cfg), seed_(seed) {
   const ArchSpec& arch = find_arch(cfg.arch);
   if (cfg.num_classes < 1)
-    fail("num_classes", "a positive number of classes", std::to_string(cfg.num_classes));
-  conv1_ = std::make_unique<Conv2d>(3, 64, 7, 2, 3, false);
+    fail_argument("num_classes", "a positive number of classes", std::to_string(cfg.num_classes));
+  conv1_ = std::make_unique<Conv2d>(conv_options(3, 64, 7).stride(2).padding(3));
   bn1_ = std::make_unique<BatchNorm2d>(64);
   register_module("conv1", *conv1_);
   register_module("bn1", *bn1_);
@@ -136,7 +157,7 @@ ResNet::ResNet(const ResNetConfig& cfg, uint64_t seed, bool init) : cfg_(cfg), s
     register_module("layer" + std::to_string(s + 1), *stage);
     stages_.push_back(std::move(stage));
   }
-  fc_ = std::make_unique<layers::Linear>(512 * expansion, cfg.num_classes);
+  fc_ = std::make_unique<layers::Linear>(layers::LinearOptions(512 * expansion, cfg.num_classes));
   register_module("fc", *fc_);
 
   // Name every tensor after its state-dict key (error messages, gradients).
@@ -158,7 +179,7 @@ ResNet::~ResNet() = default;
 
 Tensor ResNet::forward(const Tensor& x) {
   if (x.shape().size() != 4 || x.dim(1) != 3)
-    fail("ResNet input", "(N, 3, H, W) float32", io::shape_str(x.shape()));
+    fail_argument("ResNet input", "(N, 3, H, W) float32", io::shape_str(x.shape()));
   Tensor out = bn1_->forward(conv1_->forward(x), /*fuse_relu=*/true);
   out = ops::max_pool2d(out, 3, 2, 1);
   for (auto& stage : stages_)
@@ -181,8 +202,9 @@ std::string ResNet::load_state_dict(const io::StateDict& sd, bool allow_head_rei
         ? "only the fc head differs: pass --num-classes to re-initialise it"
         : "check --arch (" + cfg_.arch + ") and --num-classes (" +
               std::to_string(cfg_.num_classes) + ") against the weights file";
-    throw Error("weights do not fit " + cfg_.arch + " with " + std::to_string(cfg_.num_classes) +
-                    " classes:" + mm.message(), hint);
+    throw FormatError("weights do not fit " + cfg_.arch + " with " +
+                          std::to_string(cfg_.num_classes) + " classes:" + mm.message(),
+                      hint);
   }
   load_state_dict_except(sd, {"fc.weight", "fc.bias"});
   layers::Rng fc_rng = layers::Rng(seed_).fork(2);
@@ -197,7 +219,10 @@ std::string ResNet::load_state_dict(const io::StateDict& sd, bool allow_head_rei
 
 std::vector<ResNet::LayerInfo> ResNet::summary(int64_t image_size) {
   std::vector<LayerInfo> out;
-  auto conv_out = [](int64_t s, const Conv2d& c) { return (s + 2 * c.padding - c.kernel) / c.stride + 1; };
+  auto conv_out = [](int64_t s, const Conv2d& c) {
+    const Conv2dOptions& o = c.options;
+    return (s + 2 * o.padding() - o.kernel_size()) / o.stride() + 1;
+  };
   int64_t s = image_size;
   auto add = [&](const std::string& name, const std::string& type, int64_t c, int64_t hw,
                  int64_t params) {
@@ -227,12 +252,12 @@ std::vector<ResNet::LayerInfo> ResNet::summary(int64_t image_size) {
       for (size_t k = 0; k < pairs.size(); ++k) {
         hw = conv_out(hw, *pairs[k].first);
         std::string n = std::to_string(k + 1);
-        add(bname + ".conv" + n, "Conv2d", pairs[k].first->out_channels, hw,
+        add(bname + ".conv" + n, "Conv2d", pairs[k].first->options.out_channels(), hw,
             pairs[k].first->num_parameters());
-        add(bname + ".bn" + n, "BatchNorm2d", pairs[k].first->out_channels, hw,
+        add(bname + ".bn" + n, "BatchNorm2d", pairs[k].first->options.out_channels(), hw,
             pairs[k].second->num_parameters());
       }
-      c = pairs.back().first->out_channels;
+      c = pairs.back().first->options.out_channels();
       add(bname + ".relu", "ReLU", c, hw, 0);
       if (blk.downsample) {
         add(bname + ".downsample", "Sequential", c, hw, blk.downsample->num_parameters());

@@ -25,6 +25,12 @@ struct ResNetConfig {
 
 std::vector<std::string> known_archs();
 
+// The architecture torchvision weights were saved from, told by their keys (resnet18 has
+// layer3.0-1, resnet34 layer3.0-5 with BasicBlocks, resnet50 layer3.0-5 with Bottlenecks);
+// "" when the keys fit none. To build a model and load weights in one call, see
+// models::load_resnet (models/model_dir.h).
+std::string arch_of_weights(const io::StateDict& sd);
+
 class ResNet : public layers::Module {
  public:
   // Throws kiln::Error on an unknown arch. init=false skips torchvision's random initialisation

@@ -6,19 +6,13 @@
 
 #include "kiln/core/atomic_file.h"
 #include "kiln/core/error.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 
-static fs::path fresh_dir(const char* name) {
-  fs::path d = fs::temp_directory_path() / ("kiln_test_core_" + std::string(name) + "_" +
-                                            std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 TEST_CASE("write_file_atomic replaces the target and leaves no temporary file") {
-  fs::path d = fresh_dir("replace");
+  kiln::test::TempDir tmp("core-replace");
+  const fs::path& d = tmp.path;
   fs::path f = d / "model.bin";
   kiln::write_file_atomic(f, std::string_view("old"));
   kiln::write_file_atomic(f, std::string_view("new contents"));
@@ -26,11 +20,11 @@ TEST_CASE("write_file_atomic replaces the target and leaves no temporary file") 
   int entries = 0;
   for ([[maybe_unused]] auto& e : fs::directory_iterator(d)) ++entries;
   CHECK(entries == 1);
-  fs::remove_all(d);
 }
 
 TEST_CASE("an uncommitted AtomicFile leaves the old target untouched") {
-  fs::path d = fresh_dir("abandon");
+  kiln::test::TempDir tmp("core-abandon");
+  const fs::path& d = tmp.path;
   fs::path f = d / "checkpoint.bin";
   kiln::write_file_atomic(f, std::string_view("good"));
   {
@@ -42,7 +36,6 @@ TEST_CASE("an uncommitted AtomicFile leaves the old target untouched") {
   int entries = 0;
   for ([[maybe_unused]] auto& e : fs::directory_iterator(d)) ++entries;
   CHECK(entries == 1);
-  fs::remove_all(d);
 }
 
 TEST_CASE("read_file names the missing file") {

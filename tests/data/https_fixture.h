@@ -10,7 +10,7 @@
 #include <string>
 #include <thread>
 
-#include "tests/data/helpers.h"
+#include "tests/support/support.h"
 
 namespace kiln::test {
 

@@ -17,7 +17,7 @@
 #include "kiln/core/error.h"
 #include "kiln/data/dataset.h"
 #include "kiln/data/download.h"
-#include "tests/data/helpers.h"
+#include "tests/support/support.h"
 #include "tests/data/https_fixture.h"
 
 using namespace kiln::data;
@@ -45,7 +45,7 @@ struct Fixture {
   Fixture() {
     std::string out;
     const std::string gen = kt::quote(kt::python()) + " " +
-                            kt::quote(kt::source_root() + "/tests/data/make_cifar_python.py") + " " +
+                            kt::quote(kt::source_root().string() + "/tests/data/make_cifar_python.py") + " " +
                             kt::quote((dir.path / "src").string()) + " 30 10";
     REQUIRE_MESSAGE(kt::run(gen, &out) == 0, out);
     good = kiln::read_file(dir.path / "src" / "cifar-100-python.tar.gz");

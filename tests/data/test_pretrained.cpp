@@ -13,7 +13,7 @@
 #include "kiln/core/atomic_file.h"
 #include "kiln/core/error.h"
 #include "kiln/data/pretrained.h"
-#include "tests/data/helpers.h"
+#include "tests/support/support.h"
 #include "tests/data/https_fixture.h"
 
 using namespace kiln::data;

@@ -8,7 +8,7 @@
 #include "kiln/data/dataset.h"
 #include "kiln/io/gzip.h"
 #include "kiln/io/tar.h"
-#include "tests/data/helpers.h"
+#include "tests/support/support.h"
 
 using namespace kiln::data;
 namespace kt = kiln::test;
@@ -19,7 +19,7 @@ namespace {
 fs::path make_fixture(const kt::TempDir& d, int ntrain, int ntest, const std::string& extra = {}) {
   std::string out;
   const std::string cmd = kt::quote(kt::python()) + " " +
-                          kt::quote(kt::source_root() + "/tests/data/make_cifar_python.py") + " " +
+                          kt::quote(kt::source_root().string() + "/tests/data/make_cifar_python.py") + " " +
                           kt::quote(d.path.string()) + " " + std::to_string(ntrain) + " " +
                           std::to_string(ntest) + (extra.empty() ? "" : " " + extra);
   INFO(cmd, "\n", out);

@@ -8,7 +8,7 @@
 #include "kiln/core/error.h"
 #include "kiln/data/dataset.h"
 #include "kiln/data/synth.h"
-#include "tests/data/helpers.h"
+#include "tests/support/support.h"
 
 using namespace kiln::data;
 namespace kt = kiln::test;

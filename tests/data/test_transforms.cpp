@@ -9,7 +9,7 @@
 #include "kiln/core/atomic_file.h"
 #include "kiln/data/rng.h"
 #include "kiln/data/transforms.h"
-#include "tests/data/helpers.h"
+#include "tests/support/support.h"
 
 using namespace kiln::data;
 namespace kt = kiln::test;
@@ -48,7 +48,7 @@ TEST_CASE("crop, flip, rotate and normalize give torchvision's pixels for the sa
                           std::string_view(reinterpret_cast<const char*>(images.data()), images.size()));
   std::string out;
   const std::string cmd = kt::quote(kt::python()) + " " +
-                          kt::quote(kt::source_root() + "/tests/data/transforms_oracle.py") + " " +
+                          kt::quote(kt::source_root().string() + "/tests/data/transforms_oracle.py") + " " +
                           kt::quote(dir.path.string());
   const int rc = kt::run(cmd, &out);
   INFO("oracle command: ", cmd, "\n", out);

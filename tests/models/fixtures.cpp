@@ -1,9 +1,6 @@
 // Fixture generation and the tolerance rule shared by tests/models (see fixtures.h).
 #include "tests/models/fixtures.h"
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -19,62 +16,6 @@
 namespace kiln::test {
 
 namespace fs = std::filesystem;
-
-namespace {
-
-// Removes the temporary directories at process exit (fixtures are a few hundred MB).
-struct TempDirs {
-  std::vector<fs::path> dirs;
-  ~TempDirs() {
-    for (const auto& d : dirs) {
-      std::error_code ec;
-      fs::remove_all(d, ec);
-    }
-  }
-};
-TempDirs& temp_dirs() {
-  static TempDirs t;
-  return t;
-}
-
-std::string shell_quote(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) {
-    if (c == '\'') out += "'\\''";
-    else out += c;
-  }
-  return out + "'";
-}
-
-}  // namespace
-
-std::string python_exe() {
-  const char* p = std::getenv("KILN_PYTHON");
-  return p && *p ? p : "/usr/bin/python3";
-}
-
-fs::path source_root() {
-  const char* p = std::getenv("KILN_SOURCE_ROOT");
-  if (p && *p) return p;
-  // Run by hand from the repository root.
-  return fs::current_path();
-}
-
-int run_command(const std::string& cmd) {
-  int rc = std::system(cmd.c_str());
-  if (rc == -1) return -1;
-  return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + (WIFSIGNALED(rc) ? WTERMSIG(rc) : 0);
-}
-
-fs::path make_temp_dir(const std::string& tag) {
-  std::string tmpl = (fs::temp_directory_path() / ("kiln-" + tag + "-XXXXXX")).string();
-  std::vector<char> buf(tmpl.begin(), tmpl.end());
-  buf.push_back('\0');
-  if (!mkdtemp(buf.data())) throw Error("cannot create a temporary directory " + tmpl);
-  fs::path dir(buf.data());
-  temp_dirs().dirs.push_back(dir);
-  return dir;
-}
 
 const io::NamedArray& Fixture::ref(const std::string& name) const {
   auto it = refs.find(name);
@@ -124,12 +65,13 @@ const Fixture& parity_fixture(const std::string& arch) {
   fx->arch = arch;
   fx->dir = make_temp_dir("parity-" + arch);
   fs::path script = source_root() / "tests" / "models" / "gen_parity.py";
-  std::string cmd = shell_quote(python_exe()) + " " + shell_quote(script.string()) +
-                    " --arch " + arch + " --out " + shell_quote(fx->dir.string());
-  int rc = run_command(cmd);
+  std::string cmd = quote(python()) + " " + quote(script.string()) + " --arch " + arch +
+                    " --out " + quote(fx->dir.string());
+  std::string out;
+  int rc = run(cmd, &out);
   if (rc != 0)
     throw Error("generating the PyTorch parity fixtures failed: `" + cmd + "` exited with " +
-                    std::to_string(rc),
+                    std::to_string(rc) + ":\n" + out,
                 "these tests need Debian's python3-torch and python3-torchvision (apt install "
                 "python3-torch python3-torchvision), or KILN_PYTHON pointing at a Python that "
                 "has torch and torchvision; they are never skipped");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kiln/io/array.h"
+#include "tests/support/support.h"
 
 namespace kiln::test {
 
@@ -29,12 +30,6 @@ struct Fixture {
 
 // Generates (once per process) and loads the fixtures for `arch` (resnet18 | resnet34).
 const Fixture& parity_fixture(const std::string& arch);
-
-// Runs a shell command line; returns its exit status (-1 if it could not run).
-int run_command(const std::string& cmd);
-std::string python_exe();  // $KILN_PYTHON or /usr/bin/python3
-std::filesystem::path source_root();
-std::filesystem::path make_temp_dir(const std::string& tag);  // removed at process exit
 
 // The tolerance rule of every parity check:
 //   |kiln - ref64| <= tol = factor * err32 + floor_rel * max|ref64|   (element-wise, max abs)

@@ -3,12 +3,12 @@
 // torchvision's parameter totals; `kiln bench` ends with the line scripts grep; bad inputs
 // fail with a message naming the file and what was expected.
 #include <doctest/doctest.h>
-#include <sys/wait.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -27,23 +27,17 @@ struct Run {
 };
 
 std::string kiln_bin() {
-  const char* p = std::getenv("KILN_BIN");
-  REQUIRE_MESSAGE(p != nullptr, "KILN_BIN is not set: run through `meson test`");
-  return p;
+  REQUIRE_MESSAGE(std::getenv("KILN_BIN") != nullptr, "KILN_BIN is not set: run through `meson test`");
+  return kiln::test::kiln_bin();
 }
 
-Run run_kiln(const std::string& args) {
-  Run r;
-  std::string cmd = kiln_bin() + " " + args + " 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  REQUIRE(f != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
-  int status = pclose(f);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+Run run_shell(const std::string& cmd) {
+  kiln::test::CommandResult r = kiln::test::run_command(cmd);
+  REQUIRE_MESSAGE(r.status != -1, "cannot run ", cmd);
+  return {r.status, r.output};
 }
+
+Run run_kiln(const std::string& args) { return run_shell(kiln_bin() + " " + args); }
 
 std::string last_line(const std::string& s) {
   size_t end = s.find_last_not_of('\n');
@@ -166,17 +160,10 @@ TEST_CASE("the embedding example loads torchvision weights and trains: the loss 
   const char* exe = std::getenv("KILN_EXAMPLE_EMBED");
   REQUIRE_MESSAGE(exe != nullptr, "KILN_EXAMPLE_EMBED is not set: tools/examples was not built");
   const auto& fx = kiln::test::parity_fixture("resnet34");
-  std::string cmd = std::string(exe) + " " + (fx.dir / "model.pth").string() + " 3 2>&1";
-  FILE* f = popen(cmd.c_str(), "r");
-  REQUIRE(f != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  int status = pclose(f);
+  Run r = run_shell(std::string(exe) + " " + (fx.dir / "model.pth").string() + " 3");
+  const std::string& out = r.out;
   INFO(out);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) == 0);
+  REQUIRE(r.rc == 0);
   std::smatch m;
   std::vector<double> losses;
   std::string rest = out;
@@ -188,21 +175,26 @@ TEST_CASE("the embedding example loads torchvision weights and trains: the loss 
   }
   REQUIRE(losses.size() == 3);
   CHECK(losses[2] < losses[0]);
-  CHECK(out.find("predictions:") != std::string::npos);
+  // Eight classes of the 100-class head (argmax over the eval-mode logits).
+  REQUIRE(std::regex_search(out, m, std::regex(R"(predictions:((?: \d+)+)\n)")));
+  std::istringstream classes(m[1].str());
+  int count = 0;
+  for (int c; classes >> c; ++count) CHECK((c >= 0 && c < 100));
+  CHECK(count == 8);
+
+  // kiln's exception types reach the program: IoError (exit 2) for a file it cannot read,
+  // another kiln::Error (exit 1) for a file that is not weights; both name the file.
+  fs::path tmp = kiln::test::make_temp_dir("embed");
+  r = run_shell(std::string(exe) + " " + (tmp / "absent.pth").string());
+  CHECK(r.rc == 2);
+  CHECK(r.out.find("embed_resnet: " + (tmp / "absent.pth").string()) != std::string::npos);
+  kiln::test::write_text(tmp / "notes.pth", "not weights");
+  r = run_shell(std::string(exe) + " " + (tmp / "notes.pth").string());
+  CHECK(r.rc == 1);
+  CHECK(r.out.find((tmp / "notes.pth").string()) != std::string::npos);
 }
 
 namespace {
-
-Run run_shell(const std::string& cmd) {
-  Run r;
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  REQUIRE(f != nullptr);
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) r.out.append(buf, n);
-  r.rc = pclose(f);
-  return r;
-}
 
 int threads_in(const std::string& out) {
   std::smatch m;

@@ -99,7 +99,7 @@ void run_parity(const std::string& arch, const char* isa) {
     REQUIRE(net.load_state_dict(weights).empty());
     net.train();
     Tensor logits = net.forward(Tensor::from_plain({n, 3, 32, 32}, input.data(), "input"));
-    Tensor loss = kiln::ops::nll_loss(kiln::ops::log_softmax(logits), labels.data());
+    Tensor loss = kiln::ops::nll_loss(kiln::ops::log_softmax(logits), labels);
     ck.check_tensor("train logits", "train.logits", logits);
     ck.check("train loss", "train.loss", {loss.item()}, {1});
     loss.backward();
