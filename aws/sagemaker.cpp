@@ -1,5 +1,6 @@
 // SageMaker and SageMaker Runtime clients (see sagemaker.h).
 #include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sagemaker_json.h"
 
 #include <algorithm>
 #include <cctype>

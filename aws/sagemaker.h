@@ -1,15 +1,13 @@
-// SageMaker (JSON 1.1 protocol, X-Amz-Target: SageMaker.<Op>) and SageMaker Runtime
-// (InvokeEndpoint, REST). Request bodies are built by free functions so tests can check them
-// against botocore's service model without sending anything. Also the SageMaker SDK's default
-// bucket and the training-time lines it prints after a job.
+// SageMaker without JSON: the specs of a training job and an endpoint, resource names, the
+// Service Quotas and PassRole hints, the polling policy, the SageMaker SDK's default bucket and
+// SageMaker Runtime (InvokeEndpoint, REST). The control-plane client and the request bodies speak
+// nlohmann/json and live in the internal aws/sagemaker_json.h (not installed).
 #pragma once
 
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
-#include <optional>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <utility>
 #include <vector>
@@ -38,11 +36,6 @@ struct EndpointSpec {
   int64_t instance_count = 1;
 };
 
-nlohmann::json create_training_job_body(const TrainingJobSpec& s);
-nlohmann::json create_model_body(const EndpointSpec& s);
-nlohmann::json create_endpoint_config_body(const EndpointSpec& s);
-nlohmann::json create_endpoint_body(const EndpointSpec& s);
-
 // The regexes SageMaker scrapes from the job's stdout (first capture group), matching the lines
 // `kiln train` prints: "epoch=1 train_loss=4.1234 train_acc=0.0812 val_loss=3.9 val_acc=0.11"
 // and "test_loss=... test_acc=...".
@@ -70,11 +63,6 @@ struct PollPolicy {
 // A poll failure worth waiting out: TransportError, HTTP 5xx, 429, throttling/transient codes.
 bool is_transient_failure(const std::exception& e);
 
-// The latest time a training job can still be running, from its DescribeTrainingJob: CreationTime
-// (epoch seconds or ISO 8601) + StoppingCondition.MaxRuntimeInSeconds + MaxWaitTimeInSeconds (when
-// present) + 1 h for SageMaker to stop it and upload its output; nullopt when a field is missing.
-std::optional<std::chrono::system_clock::time_point> training_job_bound(const nlohmann::json& describe_training_job);
-
 // Fresh resource names for one deploy: BASE-m-SUFFIX (model), BASE-c-SUFFIX (endpoint config),
 // BASE-e-SUFFIX (endpoint), SUFFIX = UTC YYYYMMDDHHMMSS-XXXX (4 random hex digits); BASE is cut
 // and cleaned so each name is at most 63 characters and matches [a-zA-Z0-9](-*[a-zA-Z0-9])*.
@@ -94,60 +82,8 @@ std::string create_failure_hint(const AwsError& e, const std::string& instance_t
 std::string training_quota_name(const std::string& instance_type, bool spot);
 std::string endpoint_quota_name(const std::string& instance_type);
 
-class SageMakerClient {
- public:
-  explicit SageMakerClient(ClientConfig cfg);
-  nlohmann::json call(const std::string& op, const nlohmann::json& body);
-
-  // Create calls are idempotent across lost answers: when the client had to retry (the first
-  // request may have reached SageMaker) and the retry is told the name exists (ResourceInUse,
-  // "already existing"), the resource is described and accepted when it is ours (a job: same
-  // role, image, output path and instance type; a model: same role, image and model data; a
-  // config: same model and instance type; an endpoint: same config); otherwise kiln::Error.
-  std::string create_training_job(const TrainingJobSpec& s);  // returns the job ARN
-  nlohmann::json describe_training_job(const std::string& name);
-  void stop_training_job(const std::string& name);
-  // Polls until Completed/Failed/Stopped; on_event gets each status / secondary-status change.
-  nlohmann::json wait_training_job(const std::string& name, const PollPolicy& poll,
-                                   const std::function<void(const std::string&)>& on_event);
-
-  void create_model(const EndpointSpec& s);
-  void create_endpoint_config(const EndpointSpec& s);
-  void create_endpoint(const EndpointSpec& s);
-  nlohmann::json describe_endpoint(const std::string& name);
-  // Polls until InService (returns) or Failed / OutOfService (throws with FailureReason).
-  nlohmann::json wait_endpoint(const std::string& name, const PollPolicy& poll,
-                               const std::function<void(const std::string&)>& on_event);
-  void delete_endpoint(const std::string& name);
-  void delete_endpoint_config(const std::string& name);
-  void delete_model(const std::string& name);
-  nlohmann::json describe_endpoint_config(const std::string& name);
-  nlohmann::json describe_model(const std::string& name);
-  // DeleteEndpoint, waiting out the states in which SageMaker refuses it (Creating, Updating,
-  // SystemUpdating, RollingBack) and transient failures: retried at the poll's intervals until
-  // it is accepted or the endpoint is gone (returns ""), or until poll.timeout / poll.cancelled
-  // or a refusal that waiting cannot cure (returns why, with the endpoint's last status).
-  std::string delete_endpoint_waiting(const std::string& name, const PollPolicy& poll,
-                                      const std::function<void(const std::string&)>& on_event);
-
-  const ClientConfig& config() const { return cfg_; }
-
- private:
-  // `op` with the idempotency rule above; `ours` says why an existing resource is not ours ("" = it is).
-  nlohmann::json create_call(const std::string& op, const std::string& name, const nlohmann::json& body,
-                             const std::function<std::string()>& ours);
-  ClientConfig cfg_;
-};
-
 // Is this AWS error SageMaker's "not found" (ValidationException "Could not find ..." / "does not exist")?
 bool is_not_found(const AwsError& e);
-
-// The lines the SageMaker SDK prints after a completed training job (estimator.fit's wait), from
-// its DescribeTrainingJob answer: "Training seconds: N" (TrainingTimeInSeconds), "Billable
-// seconds: N" (BillableTimeInSeconds), both times ResourceConfig.InstanceCount as the SDK does,
-// and for spot jobs "Managed Spot Training savings: X%" = (1 - billable/training) * 100 with one
-// decimal. A field that is absent gives no line (no savings line when training time is 0).
-std::vector<std::string> training_time_summary(const nlohmann::json& describe_training_job);
 
 class S3Client;
 

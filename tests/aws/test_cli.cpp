@@ -14,7 +14,7 @@
 #include "kiln/aws/ecr.h"
 #include "kiln/aws/logs.h"
 #include "kiln/aws/s3.h"
-#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sagemaker_json.h"
 #include "kiln/core/atomic_file.h"
 #include "moto_fixture.h"
 

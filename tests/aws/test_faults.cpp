@@ -8,7 +8,7 @@
 
 #include "kiln/aws/client.h"
 #include "kiln/aws/s3.h"
-#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sagemaker_json.h"
 #include "test_util.h"
 
 using namespace kiln::aws;

@@ -11,7 +11,7 @@
 #include "kiln/aws/iam.h"
 #include "kiln/core/atomic_file.h"
 #include "kiln/aws/s3.h"
-#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sagemaker_json.h"
 #include "kiln/aws/transfer.h"
 #include "moto_fixture.h"
 

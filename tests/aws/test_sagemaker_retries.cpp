@@ -6,7 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/aws/http.h"
-#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sagemaker_json.h"
 #include "test_util.h"
 
 using namespace kiln::aws;

@@ -10,7 +10,7 @@
 
 #include "kiln/aws/logs.h"
 #include "kiln/aws/s3.h"
-#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sagemaker_json.h"
 #include "kiln/aws/sts.h"
 #include "kiln/core/error.h"
 #include "moto_fixture.h"

@@ -4,7 +4,7 @@
 #include <string>
 
 #include "kiln/aws/client.h"
-#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sagemaker_json.h"
 #include "fuzz.h"
 
 KILN_FUZZ(input) {

@@ -12,7 +12,7 @@
 #include <string>
 
 #include "kiln/aws/client.h"
-#include "kiln/aws/sagemaker.h"
+#include "kiln/aws/sagemaker_json.h"
 #include "tools/args.h"
 
 namespace kiln::cli::sagemaker {

@@ -1,0 +1,7 @@
+#include "kiln/core/version.h"
+
+namespace kiln {
+
+const char* version() { return KILN_VERSION_STRING; }
+
+}  // namespace kiln
