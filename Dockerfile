@@ -11,7 +11,7 @@ RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
       meson ninja-build pkg-config g++ \
       libdnnl-dev libcpp-httplib-dev libssl-dev zlib1g-dev nlohmann-json3-dev libstb-dev \
-      libjpeg62-turbo-dev libspng-dev \
+      libjpeg62-turbo-dev libspng-dev libonnx-dev libprotobuf-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -22,11 +22,11 @@ RUN meson setup /build --buildtype=release -Db_ndebug=false -Dtests=disabled \
 
 FROM debian:12-slim
 # Runtime libraries of the kiln binary (ldd: oneDNN 2.6, OpenMP, OpenSSL, cpp-httplib, stb,
-# libjpeg-turbo and libspng for kiln serve's images) and
+# libjpeg-turbo and libspng for kiln serve's images, libonnx/protobuf for kiln export --output *.onnx) and
 # CA certificates for verified HTTPS (kiln download, S3).
 RUN apt-get update -q \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-      libdnnl2 libgomp1 libssl3 libcpp-httplib0.11 libstb0 zlib1g libjpeg62-turbo libspng0 ca-certificates \
+      libdnnl2 libgomp1 libssl3 libcpp-httplib0.11 libstb0 zlib1g libjpeg62-turbo libspng0 libonnx1 libprotobuf32 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /build/tools/kiln /usr/local/bin/kiln
 EXPOSE 8080

@@ -18,6 +18,26 @@ namespace kiln::ops {
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t stride,
               int64_t padding);
 
+// The batch-norm parameters of a conv2d_bn: weight/bias/running_* as for batch_norm.
+struct BatchNormRef {
+  const Tensor& weight;
+  const Tensor& bias;
+  const Tensor& running_mean;
+  const Tensor& running_var;
+  double momentum = 0.1;
+  double eps = 1e-5;
+};
+
+// relu?(batch_norm(conv2d(x, weight)) [+ residual]): a ResNet's conv -> BN [-> add] [-> ReLU].
+// In training, or whenever a gradient is recorded, exactly the separate ops. In inference (eval
+// mode, nothing recorded) one convolution: the batch norm folded into its weights and bias
+// (w * gamma / sqrt(var + eps), beta - mean * gamma / sqrt(var + eps)), the residual add and
+// the ReLU as its post-ops, so the activation is written once instead of three times. The
+// folded weights are cached on `weight` and rebuilt when any of the five tensors changes.
+// residual, when defined, has the output's shape.
+Tensor conv2d_bn(const Tensor& x, const Tensor& weight, int64_t stride, int64_t padding,
+                 const BatchNormRef& bn, bool training, bool relu, const Tensor& residual = Tensor());
+
 // Batch norm over (N,H,W) per channel; x (N,C,H,W); weight/bias/running_* are (C).
 // training: batch statistics, running stats updated with `momentum` and the UNBIASED variance
 // (as PyTorch does); eval: running statistics. fuse_relu applies ReLU to the result in the

@@ -16,7 +16,10 @@
 // PyTorch). KILN_CONV=padded (or set_conv_path) forces oneDNN's padded convolution everywhere.
 #include <omp.h>
 
+#include <array>
+#include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <mutex>
 
@@ -432,6 +435,183 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int64_t
     saved->src = src;
     autograd::record(autograd::OpKind::conv2d, {x, weight, bias}, dst, saved);
   }
+  return dst;
+}
+
+// --- conv2d_bn: inference with the batch norm folded in ---
+
+}  // namespace kiln::ops
+
+namespace kiln {
+
+// The folded weights of one convolution (TensorImpl::folded_bn): valid while the conv weight and
+// the batch norm's four tensors are at the versions recorded here.
+struct FoldedBn {
+  std::array<const TensorImpl*, 4> bn{};
+  std::array<uint64_t, 5> versions{};
+  Tensor bias;                                          // (OC) plain: beta - mean * scale
+  std::vector<std::pair<dnnl::memory::desc, Tensor>> forms;  // folded weights per layout (or small-map M)
+};
+
+}  // namespace kiln
+
+namespace kiln::ops {
+namespace {
+
+struct FusedConvPrims {
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward prim;
+};
+
+// The folded state for (weight, bn), rebuilt (forms dropped) when a version moved on.
+FoldedBn& folded_state(const Tensor& weight, const BatchNormRef& bn) {
+  TensorImpl& wi = *weight.impl();
+  const std::array<const TensorImpl*, 4> ids{bn.weight.impl(), bn.bias.impl(), bn.running_mean.impl(),
+                                             bn.running_var.impl()};
+  const std::array<uint64_t, 5> versions{wi.version, ids[0]->version, ids[1]->version, ids[2]->version,
+                                         ids[3]->version};
+  if (wi.folded_bn && wi.folded_bn->bn == ids && wi.folded_bn->versions == versions) return *wi.folded_bn;
+  if (!wi.folded_bn) wi.folded_bn = std::make_shared<FoldedBn>();
+  FoldedBn& f = *wi.folded_bn;
+  f.bn = ids;
+  f.versions = versions;
+  f.forms.clear();
+  const int64_t OC = weight.dim(0);
+  f.bias = make_tensor({OC}, plain_md({OC}), weight.name() + ".folded_bias");
+  const float *g = bn.weight.impl()->data, *b = bn.bias.impl()->data, *m = bn.running_mean.impl()->data,
+              *v = bn.running_var.impl()->data;
+  for (int64_t c = 0; c < OC; ++c)
+    f.bias.impl()->data[c] = b[c] - m[c] * (g[c] / std::sqrt(v[c] + static_cast<float>(bn.eps)));
+  return f;
+}
+
+// The folded weights in layout md (small path: its matrix M, from plan p), made on first use.
+Tensor folded_form(const Tensor& weight, const BatchNormRef& bn, FoldedBn& f, const memory::desc& md,
+                   const SmallConvPlan* p) {
+  for (auto& [fmd, t] : f.forms)
+    if (fmd == md) return t;
+  // Plain weights scaled per output channel, then moved into the layout wanted.
+  Tensor plain = weight.is_plain() ? weight : reordered(weight, plain_md(weight.shape()));
+  Tensor scaled = make_tensor(weight.shape(), plain_md(weight.shape()), weight.name() + ".folded");
+  const int64_t OC = weight.dim(0), per = weight.numel() / OC;
+  const float *g = bn.weight.impl()->data, *v = bn.running_var.impl()->data;
+  const float* src = plain.impl()->data;
+  float* dst = scaled.impl()->data;
+#pragma omp parallel for schedule(static)
+  for (int64_t c = 0; c < OC; ++c) {
+    const float s = g[c] / std::sqrt(v[c] + static_cast<float>(bn.eps));
+    for (int64_t i = 0; i < per; ++i) dst[c * per + i] = src[c * per + i] * s;
+  }
+  Tensor form;
+  if (p) {
+    form = make_tensor({p->rows, p->cols}, md, weight.name() + ".folded_m");
+    fill_m(*p, scaled.impl()->data, form.impl()->data);
+  } else {
+    form = md == scaled.impl()->md ? scaled : reordered(scaled, md);
+  }
+  f.forms.emplace_back(md, form);
+  return form;
+}
+
+std::shared_ptr<FusedConvPrims> fused_prims(const Tensor& x, const Tensor& w, int64_t stride, int64_t padding,
+                                            bool relu, const Tensor& residual) {
+  static auto* cache = new ShapeCache<FusedConvPrims>;
+  CacheKey key;
+  key.add(x.impl()->md);
+  for (int64_t d : w.shape()) key.add(d);
+  key.add(stride).add(padding).add(relu).add(residual.defined());
+  return cache->get(key, [&] {
+    auto p = std::make_shared<FusedConvPrims>();
+    const int64_t N = x.dim(0), H = x.dim(2), W = x.dim(3), OC = w.dim(0), IC = w.dim(1), K = w.dim(2);
+    const int64_t OH = (H + 2 * padding - K) / stride + 1, OW = (W + 2 * padding - K) / stride + 1;
+    dnnl::post_ops po;
+    // The residual is added as a sum post-op (dst holds it before the convolution accumulates
+    // into it): oneDNN 2.6's optimized convolutions take sum, but fall back to its reference
+    // kernel for a binary-add post-op.
+    if (residual.defined()) po.append_sum(1.0f);
+    if (relu) po.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(po);
+    memory::desc dst({N, OC, OH, OW}, f32, tag::any);
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                         memory::desc({N, IC, H, W}, f32, tag::any),
+                                         memory::desc({OC, IC, K, K}, f32, tag::any), plain_md({OC}), dst,
+                                         {stride, stride}, {padding, padding}, {padding, padding});
+    p->pd = dnnl::convolution_forward::primitive_desc(desc, attr, cpu_engine());
+    p->prim = dnnl::convolution_forward(p->pd);
+    note_primitive("conv_bn_fwd", p->pd);
+    return p;
+  });
+}
+
+// Small-map path: one product with the folded matrix, then bias, residual and ReLU in one pass.
+Tensor small_conv_bn(const Tensor& x, const Tensor& weight, const BatchNormRef& bn, const SmallConvPlan& p,
+                     bool relu, const Tensor& residual) {
+  count_small_conv();
+  FoldedBn& f = folded_state(weight, bn);
+  Tensor m = folded_form(weight, bn, f, plain_md({p.rows, p.cols}), &p);
+  Tensor dst = make_tensor({p.N, p.OC, p.OH, p.OW}, p.dst_md, weight.name() + ".out");
+  sgemm_checked('N', 'N', p.N, p.cols, p.rows, x.impl()->data, p.rows, m.impl()->data, p.cols, dst.impl()->data,
+                p.cols);
+  Tensor res = residual.defined() ? in_layout(residual, p.dst_md) : Tensor();
+  const float* b = f.bias.impl()->data;
+  const float* r = res.defined() ? res.impl()->data : nullptr;
+  float* d = dst.impl()->data;
+  const int64_t OHW = p.OH * p.OW;
+#pragma omp parallel for schedule(static)
+  for (int64_t n = 0; n < p.N; ++n)
+    for (int64_t j = 0; j < p.cols; ++j) {
+      const int64_t off = n * p.cols + p.out_off[static_cast<size_t>(j)];
+      float v = d[off] + b[j / OHW];
+      if (r) v += r[off];
+      d[off] = relu && v < 0.0f ? 0.0f : v;
+    }
+  return dst;
+}
+
+}  // namespace
+
+Tensor conv2d_bn(const Tensor& x, const Tensor& weight, int64_t stride, int64_t padding, const BatchNormRef& bn,
+                 bool training, bool relu, const Tensor& residual) {
+  const bool record = autograd::should_record({&x, &weight, &bn.weight, &bn.bias, &residual});
+  if (training || record) {
+    Tensor y = batch_norm(conv2d(x, weight, Tensor(), stride, padding), bn.weight, bn.bias, bn.running_mean,
+                          bn.running_var, training, relu && !residual.defined(), bn.momentum, bn.eps);
+    return residual.defined() ? add(y, residual, relu) : y;
+  }
+  // The separate ops check shapes and channel counts; do so for the fused one alike.
+  detail::check_4d("conv2d_bn", x);
+  KILN_ASSERT(weight.shape().size() == 4 && weight.dim(2) == weight.dim(3) && x.dim(1) == weight.dim(1),
+              "conv2d_bn: weight " + weight.name() + " does not fit input " + io::shape_str(x.shape()));
+  for (const Tensor* t : {&bn.weight, &bn.bias, &bn.running_mean, &bn.running_var})
+    if (!t->defined() || t->numel() != weight.dim(0) || !t->is_plain())
+      fail("conv2d_bn " + weight.name() + " batch norm parameter", "(" + std::to_string(weight.dim(0)) + ") plain",
+           t->defined() ? io::shape_str(t->shape()) : std::string("nothing"));
+  if (auto small = small_plan(x, weight, false, stride, padding, false)) {
+    if (residual.defined() && residual.shape() != std::vector<int64_t>{small->N, small->OC, small->OH, small->OW})
+      fail("conv2d_bn " + weight.name() + " residual", io::shape_str({small->N, small->OC, small->OH, small->OW}),
+           io::shape_str(residual.shape()));
+    return small_conv_bn(x, weight, bn, *small, relu, residual);
+  }
+  auto prims = fused_prims(x, weight, stride, padding, relu, residual);
+  const auto& pd = prims->pd;
+  const memory::dims dd = pd.dst_desc().dims();
+  if (residual.defined() && residual.shape() != std::vector<int64_t>(dd.begin(), dd.end()))
+    fail("conv2d_bn " + weight.name() + " residual", io::shape_str({dd[0], dd[1], dd[2], dd[3]}),
+         io::shape_str(residual.shape()));
+  Tensor src = in_layout(x, pd.src_desc());
+  FoldedBn& f = folded_state(weight, bn);
+  Tensor w = folded_form(weight, bn, f, pd.weights_desc(), nullptr);
+  Tensor dst = make_tensor({dd[0], dd[1], dd[2], dd[3]}, pd.dst_desc(), weight.name() + ".out");
+  if (residual.defined()) {
+    Tensor r = in_layout(residual, pd.dst_desc());
+    std::memcpy(dst.impl()->data, r.impl()->data, dst.impl()->bytes());
+  }
+  std::unordered_map<int, memory> args{{DNNL_ARG_SRC, as_memory(src)},
+                                       {DNNL_ARG_WEIGHTS, as_memory(w)},
+                                       {DNNL_ARG_BIAS, as_memory(f.bias)},
+                                       {DNNL_ARG_DST, as_memory(dst)}};
+  prims->prim.execute(cpu_stream(), args);
   return dst;
 }
 

@@ -120,6 +120,9 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias,
       rm[c] = (1 - m) * rm[c] + m * mean[c];
       rv[c] = (1 - m) * rv[c] + m * var[c] * unbias;
     }
+    // Values that inference caches derive from (ops::conv2d_bn's folded weights) moved on.
+    ++running_mean.impl()->version;
+    ++running_var.impl()->version;
   }
   if (record) autograd::record(autograd::OpKind::batch_norm, {x, weight, bias}, dst, saved);
   return dst;

@@ -16,6 +16,8 @@
 
 namespace kiln {
 
+struct FoldedBn;  // engine/ops_conv.cpp
+
 struct TensorImpl {
   std::vector<int64_t> shape;
   std::string name;
@@ -35,13 +37,17 @@ struct TensorImpl {
   // The same values in other layouts (e.g. the weights a conv's backward-data primitive wants,
   // oneDNN's transposed OIhw16o16i): kept across steps, refreshed when `version` moves on.
   // SGD refreshes the block-transposed ones itself, fused with its update (engine/sgd.cpp).
-  uint64_t version = 0;  // bumped whenever the values change outside an op
+  uint64_t version = 0;  // bumped whenever the values change (SGD, loading, running statistics)
   struct Derived {
     dnnl::memory::desc md;
     Tensor copy;
     uint64_t version;
   };
   std::vector<Derived> derived;
+  // Inference only: this convolution weight with the batch norm that follows it folded in, in
+  // the layouts the convolutions asked for (ops::conv2d_bn). Rebuilt when any of the five
+  // tensors it came from changes version.
+  std::shared_ptr<FoldedBn> folded_bn;
 
   size_t bytes() const { return md.get_size(); }
   int64_t storage_floats() const { return static_cast<int64_t>(md.get_size() / sizeof(float)); }

@@ -54,6 +54,16 @@ struct Downsample : Module {
 };
 
 
+// conv -> batch norm [-> + residual] [-> ReLU]: separate ops in training, one convolution with
+// the batch norm folded in for inference (ops::conv2d_bn). The convs of a ResNet have no bias.
+Tensor conv_bn(const Conv2d& conv, BatchNorm2d& bn, const Tensor& x, bool relu, const Tensor& residual = Tensor()) {
+  KILN_ASSERT(!conv.bias.defined(), "conv_bn: a ResNet conv has no bias");
+  if (bn.training()) ++bn.num_batches_tracked;
+  return ops::conv2d_bn(x, conv.weight, conv.options.stride(), conv.options.padding(),
+                        {bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.options.momentum(), bn.options.eps()}, bn.training(),
+                        relu, residual);
+}
+
 }  // namespace
 
 struct ResNet::Block : Module {
@@ -95,15 +105,10 @@ struct ResNet::Block : Module {
   const char* type_name() const override { return bottleneck ? "Bottleneck" : "BasicBlock"; }
 
   Tensor forward(const Tensor& x) {
-    Tensor out = bn1->forward(conv1->forward(x), /*fuse_relu=*/true);
-    if (bottleneck) {
-      out = bn2->forward(conv2->forward(out), true);
-      out = bn3->forward(conv3->forward(out), false);
-    } else {
-      out = bn2->forward(conv2->forward(out), false);
-    }
-    Tensor identity = downsample ? downsample->bn.forward(downsample->conv.forward(x), false) : x;
-    return ops::add(out, identity, /*fuse_relu=*/true);
+    Tensor out = conv_bn(*conv1, *bn1, x, /*relu=*/true);
+    if (bottleneck) out = conv_bn(*conv2, *bn2, out, true);
+    Tensor identity = downsample ? conv_bn(downsample->conv, downsample->bn, x, false) : x;
+    return conv_bn(bottleneck ? *conv3 : *conv2, bottleneck ? *bn3 : *bn2, out, true, identity);
   }
 };
 
@@ -180,7 +185,7 @@ ResNet::~ResNet() = default;
 Tensor ResNet::forward(const Tensor& x) {
   if (x.shape().size() != 4 || x.dim(1) != 3)
     fail_argument("ResNet input", "(N, 3, H, W) float32", io::shape_str(x.shape()));
-  Tensor out = bn1_->forward(conv1_->forward(x), /*fuse_relu=*/true);
+  Tensor out = conv_bn(*conv1_, *bn1_, x, /*relu=*/true);
   out = ops::max_pool2d(out, 3, 2, 1);
   for (auto& stage : stages_)
     for (auto& block : static_cast<Stage&>(*stage).blocks) out = block->forward(out);

@@ -54,3 +54,38 @@ TEST_CASE("steady-state resnet18 training step: no reorder, no new primitive, no
   MESSAGE("layer1.0.conv1.weight layout: ", params[3].second.layout_str());
   CHECK_FALSE(params[3].second.is_plain());
 }
+
+TEST_CASE("steady-state resnet18 inference: batch norm folded, no reorder, no new primitive, no ref impl") {
+  // Batch 1 (what kiln serve sees most) and 16 (2x2 maps on the small-map path).
+  int64_t n = 0;
+  SUBCASE("batch 1") { n = 1; }
+  SUBCASE("batch 16") { n = 16; }
+  models::Classifier clf({"resnet18", 10}, 1);
+  std::vector<float> images(static_cast<size_t>(n * 3 * 32 * 32));
+  for (size_t i = 0; i < images.size(); ++i) images[i] = static_cast<float>((i * 7919) % 255) / 255.0f - 0.5f;
+  std::vector<float> out(static_cast<size_t>(n * 10));
+  const size_t known = primitive_impl_names().size();  // other tests' primitives (training)
+  clf.predict_log_probs(images.data(), n, out.data());  // warm-up: primitives, folded weights
+  reset_engine_stats();
+  clf.predict_log_probs(images.data(), n, out.data());
+  EngineStats s = engine_stats();
+  // The input batch arrives NCHW and the stem convolution reads it in its own layout: the one
+  // reorder of an inference step.
+  CHECK_MESSAGE(s.reorders <= 1, "reorders in a steady-state inference step: ", s.reorders);
+  CHECK_MESSAGE(s.primitives_created == 0, "primitives created in a steady-state inference step: ",
+                s.primitives_created);
+  CHECK(s.small_convs == (n >= 16 ? 7 : 4));
+  int refs = 0, bnorms = 0;
+  const auto names = primitive_impl_names();
+  for (size_t i = known; i < names.size(); ++i) {
+    if (names[i].find(": ref") != std::string::npos) {
+      ++refs;
+      MESSAGE("reference implementation: ", names[i]);
+    }
+    if (names[i].rfind("bnorm", 0) == 0) ++bnorms;
+  }
+  CHECK(names.size() > known);
+  CHECK(refs == 0);
+  // Inference never builds a batch-norm primitive: every BN is folded into its convolution.
+  CHECK(bnorms == 0);
+}
