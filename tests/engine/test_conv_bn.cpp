@@ -9,6 +9,7 @@
 
 #include "kiln/engine/ops.h"
 #include "kiln/engine/tensor.h"
+#include "kiln/models/resnet.h"
 
 using namespace kiln;
 
@@ -163,4 +164,32 @@ TEST_CASE("conv2d_bn in training is exactly the separate ops, gradients included
   CHECK(dx1 == dx2);
   CHECK(dw1 == dw2);
   CHECK(m1 == m2);
+}
+
+TEST_CASE("eval after a training forward without an SGD step: the small-map path equals the padded one") {
+  // A training forward moves the small-map convs' weights to plain and builds their matrices;
+  // the eval forward that follows (no SGD step between) must read the same weights on every path.
+  std::vector<float> img(2 * 3 * 32 * 32);
+  for (size_t i = 0; i < img.size(); ++i) img[i] = static_cast<float>((i * 7919) % 255) / 255.0f - 0.5f;
+  auto logits = [&](ops::ConvPath path) {
+    ops::set_conv_path(ops::ConvPath::automatic);
+    models::ResNet net({"resnet18", 10}, 3);
+    net.train();
+    Tensor x = Tensor::from_plain({2, 3, 32, 32}, img.data(), "t.images");
+    (void)net.forward(x);
+    net.eval();
+    ops::set_conv_path(path);
+    NoGrad no_grad;
+    auto v = net.forward(x).to_plain_vector();
+    ops::set_conv_path(ops::ConvPath::automatic);
+    return v;
+  };
+  auto a = logits(ops::ConvPath::automatic), b = logits(ops::ConvPath::padded);
+  REQUIRE(a.size() == b.size());
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    worst = std::fmax(worst, std::fabs(a[i] - b[i]));
+    scale = std::fmax(scale, std::fabs(b[i]));
+  }
+  CHECK_MESSAGE(worst <= 1e-4 * (1 + scale), "max |small - padded| = ", worst, " of ", scale);
 }
