@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <filesystem>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -33,21 +32,6 @@ void apply_engine_options(const Args& a) {
     if (t < 0 || t > 4096) fail("--threads", "a thread count in [0, 4096] (0 = all cores)", std::to_string(t));
     set_num_threads(static_cast<int>(t));
   }
-}
-
-// torchvision's ResNets differ in the number of blocks per stage and in the block type:
-// resnet18 has layer3.0-1, resnet34 layer3.0-5 with BasicBlocks, resnet50 layer3.0-5 with
-// Bottlenecks (conv3). Returns "" when the keys fit none of them.
-std::string detect_arch(const io::StateDict& sd) {
-  std::set<std::string> blocks;
-  bool bottleneck = false;
-  for (const auto& a : sd) {
-    if (a.name.rfind("layer3.", 0) == 0) blocks.insert(a.name.substr(7, a.name.find('.', 7) - 7));
-    if (a.name.find(".conv3.") != std::string::npos) bottleneck = true;
-  }
-  if (blocks.size() == 2 && !bottleneck) return "resnet18";
-  if (blocks.size() == 6) return bottleneck ? "resnet50" : "resnet34";
-  return {};
 }
 
 int64_t classes_from_fc(const io::StateDict& sd, const std::string& what) {
@@ -92,7 +76,7 @@ int run_predict(const std::vector<std::string>& argv) {
   } else {
     source = a.get("--weights");
     weights = io::read_weights(source);
-    arch = detect_arch(weights);
+    arch = models::arch_of_weights(weights);
   }
   if (a.has("--arch")) arch = a.get("--arch");
   if (arch.empty()) arch = "resnet34";
