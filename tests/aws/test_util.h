@@ -1,5 +1,6 @@
-// Helpers shared by the aws tests: a local httplib server on 127.0.0.1 (started and stopped by
-// the test), scoped environment variables, temporary directories, running a command.
+// Helpers of the aws tests (the image tests use them too): a local httplib server on 127.0.0.1
+// (started and stopped by the test) and scoped environment variables. Temporary directories,
+// files, running a command and free ports are tests/support's, named here for these suites.
 #pragma once
 
 #include <httplib.h>
@@ -16,6 +17,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "tests/support/support.h"
 
 namespace kiln_test {
 
@@ -89,47 +92,19 @@ class ScopedEnv {
   std::map<std::string, std::optional<std::string>> saved_;
 };
 
-class TempDir {
+// tests/support's TempDir with the path() accessor the aws and image tests are written against.
+class TempDir : public kiln::test::TempDir {
  public:
-  TempDir() {
-    std::random_device rd;
-    path_ = std::filesystem::temp_directory_path() / ("kiln-aws-test-" + std::to_string(rd()) + std::to_string(rd()));
-    std::filesystem::create_directories(path_);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-  std::filesystem::path operator/(const std::string& s) const { return path_ / s; }
-
- private:
-  std::filesystem::path path_;
+  TempDir() : kiln::test::TempDir("aws-test") {}
+  const std::filesystem::path& path() const { return kiln::test::TempDir::path; }
 };
 
-inline void write_text(const std::filesystem::path& p, const std::string& s) {
-  std::FILE* f = std::fopen(p.c_str(), "wb");
-  if (!f) throw std::runtime_error("cannot write " + p.string());
-  std::fwrite(s.data(), 1, s.size(), f);
-  std::fclose(f);
-}
-
-// Runs a shell command, returns its exit status and captures stdout (stderr passes through).
-inline int run_capture(const std::string& cmd, std::string& out) {
-  out.clear();
-  std::FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return -1;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-inline std::string source_root() {
-  const char* r = std::getenv("KILN_SOURCE_ROOT");
-  return r ? r : ".";
-}
+using kiln::test::free_port;
+using kiln::test::kiln_bin;
+using kiln::test::quote;
+using kiln::test::run_capture;
+using kiln::test::source_root;
+using kiln::test::write_text;
 
 // The region an Authorization header's credential scope names.
 inline std::string scope_region(const httplib::Request& req) {

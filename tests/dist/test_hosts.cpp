@@ -17,7 +17,7 @@
 #include <vector>
 
 #include "kiln/data/synth.h"
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 using kiln::test::quote;

@@ -9,7 +9,7 @@
 #include <string>
 
 #include "kiln/data/synth.h"
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 using kiln::test::quote;

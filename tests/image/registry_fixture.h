@@ -4,16 +4,12 @@
 // destructor (and killed with the test program if it dies).
 #pragma once
 
-#include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
-#include <fcntl.h>
-
+#include <chrono>
 #include <filesystem>
+#include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "tests/aws/moto_fixture.h"
 
@@ -47,62 +43,25 @@ class Registry {
     write_text(dir / "config.yml", "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: " +
                                        (dir / "data").string() + "\n  delete:\n    enabled: true\nhttp:\n  addr: " + host +
                                        "\n" + auth);
-    pid_t parent = getpid();
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      if (getppid() != parent) _exit(1);
-      int fd = open((dir / "registry.log").c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      execlp("docker-registry", "docker-registry", "serve", (dir / "config.yml").c_str(), static_cast<char*>(nullptr));
-      _exit(127);
-    }
+    proc_ = std::make_unique<kiln::test::ChildProcess>(
+        std::vector<std::string>{"docker-registry", "serve", (dir / "config.yml").string()},
+        dir / "registry.log");
     httplib::Client cli("127.0.0.1", port);
     cli.set_connection_timeout(0, 200000);
-    for (int i = 0; i < 200; ++i) {  // up to 20 s
-      if (waitpid(pid_, nullptr, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("docker-registry exited at start (apt-get install docker-registry); log: " +
-                                 (dir / "registry.log").string());
-      }
-      if (cli.Get("/v2/")) return;
-      usleep(100000);
-    }
+    if (proc_->wait_until([&] { return static_cast<bool>(cli.Get("/v2/")); }, std::chrono::seconds(20)))
+      return;
+    if (proc_->exited())
+      throw std::runtime_error("docker-registry exited at start (apt-get install docker-registry); log: " +
+                               (dir / "registry.log").string());
     throw std::runtime_error("docker-registry did not answer within 20 s");
-  }
-  ~Registry() {
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      for (int i = 0; i < 100; ++i) {
-        if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-        usleep(50000);
-      }
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
   }
   Registry(const Registry&) = delete;
   Registry& operator=(const Registry&) = delete;
 
  private:
   TempDir tmp_;
-  pid_t pid_ = -1;
+  std::unique_ptr<kiln::test::ChildProcess> proc_;  // stopped by the destructor
 };
-
-inline std::string kiln_bin() {
-  const char* p = std::getenv("KILN_BIN");
-  return p && *p ? p : "kiln";
-}
-
-inline std::string shq(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
 
 // The image archive of this build's kiln, built once per test program (kiln image build).
 inline const std::filesystem::path& built_image() {
@@ -110,7 +69,7 @@ inline const std::filesystem::path& built_image() {
   static std::filesystem::path p = [] {
     std::filesystem::path out = dir / "kiln-image.tar";
     std::string log;
-    int rc = run_capture(kiln_bin() + " image build --binary " + shq(kiln_bin()) + " --output " + shq(out.string()) +
+    int rc = run_capture(kiln_bin() + " image build --binary " + quote(kiln_bin()) + " --output " + quote(out.string()) +
                              " 2>&1",
                          log);
     if (rc != 0) throw std::runtime_error("kiln image build failed: " + log);

@@ -25,7 +25,7 @@
 #include "tests/image/registry_fixture.h"
 
 namespace fs = std::filesystem;
-using kiln_test::shq;
+using kiln_test::quote;
 using nlohmann::json;
 
 namespace {
@@ -101,12 +101,12 @@ TEST_CASE("the pushed image, pulled back with skopeo, runs under chroot: train, 
   kiln_test::Registry reg;
   kiln_test::TempDir tmp;
   std::string out;
-  REQUIRE(kiln_test::run_capture(kiln_test::kiln_bin() + " image push " + shq(kiln_test::built_image().string()) + " " +
+  REQUIRE(kiln_test::run_capture(kiln_test::kiln_bin() + " image push " + quote(kiln_test::built_image().string()) + " " +
                                      reg.host + "/kiln:run 2>&1",
                                  out) == 0);
   fs::path pulled = tmp / "pulled";
   REQUIRE_MESSAGE(kiln_test::run_capture("skopeo copy --quiet --src-tls-verify=false docker://" + reg.host +
-                                             "/kiln:run dir:" + shq(pulled.string()) + " 2>&1",
+                                             "/kiln:run dir:" + quote(pulled.string()) + " 2>&1",
                                          out) == 0,
                   out);
   json manifest = json::parse(kiln::read_file(pulled / "manifest.json"));
@@ -119,7 +119,7 @@ TEST_CASE("the pushed image, pulled back with skopeo, runs under chroot: train, 
 
   // A tiny /opt/ml tree, as SageMaker mounts it (written from outside, like the mount).
   fs::path ml = root / "opt/ml";
-  REQUIRE(kiln_test::run_capture(kiln_test::kiln_bin() + " synth --dir " + shq((ml / "input/data/training").string()) +
+  REQUIRE(kiln_test::run_capture(kiln_test::kiln_bin() + " synth --dir " + quote((ml / "input/data/training").string()) +
                                      " --classes 5 --train 48 --test 8 2>&1",
                                  out) == 0);
   fs::create_directories(ml / "input/config");

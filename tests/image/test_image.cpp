@@ -16,24 +16,24 @@
 #include "tests/image/registry_fixture.h"
 
 using namespace kiln::image;
-using kiln_test::shq;
+using kiln_test::quote;
 namespace fs = std::filesystem;
 
 TEST_CASE("kiln image build: the same build gives byte-identical archives, whatever the clock") {
   kiln_test::TempDir d;
   std::string out;
-  REQUIRE(kiln_test::run_capture(kiln_test::kiln_bin() + " image build --binary " + shq(kiln_test::kiln_bin()) +
-                                     " --output " + shq((d / "a.tar").string()) + " 2>&1",
+  REQUIRE(kiln_test::run_capture(kiln_test::kiln_bin() + " image build --binary " + quote(kiln_test::kiln_bin()) +
+                                     " --output " + quote((d / "a.tar").string()) + " 2>&1",
                                  out) == 0);
   CHECK(out.find("manifest sha256:") != std::string::npos);
   sleep(1);  // a second later: a timestamp leaking in would change the bytes
-  REQUIRE(kiln_test::run_capture(kiln_test::kiln_bin() + " image build --binary " + shq(kiln_test::kiln_bin()) +
-                                     " --output " + shq((d / "b.tar").string()) + " 2>&1",
+  REQUIRE(kiln_test::run_capture(kiln_test::kiln_bin() + " image build --binary " + quote(kiln_test::kiln_bin()) +
+                                     " --output " + quote((d / "b.tar").string()) + " 2>&1",
                                  out) == 0);
   CHECK(kiln::read_file(d / "a.tar") == kiln::read_file(d / "b.tar"));
   // SOURCE_DATE_EPOCH moves every timestamp, so the digests change with it.
   REQUIRE(kiln_test::run_capture("SOURCE_DATE_EPOCH=1700000000 " + kiln_test::kiln_bin() + " image build --binary " +
-                                     shq(kiln_test::kiln_bin()) + " --output " + shq((d / "c.tar").string()) + " 2>&1",
+                                     quote(kiln_test::kiln_bin()) + " --output " + quote((d / "c.tar").string()) + " 2>&1",
                                  out) == 0);
   Image a = read_docker_archive(kiln::read_file(d / "a.tar"), "a.tar");
   Image c = read_docker_archive(kiln::read_file(d / "c.tar"), "c.tar");

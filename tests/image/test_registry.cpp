@@ -20,14 +20,14 @@
 #include "tests/image/registry_fixture.h"
 
 using namespace kiln::image;
-using kiln_test::shq;
+using kiln_test::quote;
 using nlohmann::json;
 
 namespace {
 
 std::string kiln_push(const std::string& args, int* rc, const std::string& stdin_text = "") {
   std::string out;
-  std::string cmd = (stdin_text.empty() ? "" : "printf '%s\\n' " + shq(stdin_text) + " | ") + kiln_test::kiln_bin() +
+  std::string cmd = (stdin_text.empty() ? "" : "printf '%s\\n' " + quote(stdin_text) + " | ") + kiln_test::kiln_bin() +
                     " image push " + args + " 2>&1";
   *rc = kiln_test::run_capture(cmd, out);
   return out;
@@ -35,7 +35,7 @@ std::string kiln_push(const std::string& args, int* rc, const std::string& stdin
 
 json skopeo(const std::string& what, const std::string& ref, const std::string& creds = "") {
   std::string out;
-  int rc = kiln_test::run_capture("skopeo inspect --tls-verify=false " + what + (creds.empty() ? "" : " --creds " + shq(creds)) +
+  int rc = kiln_test::run_capture("skopeo inspect --tls-verify=false " + what + (creds.empty() ? "" : " --creds " + quote(creds)) +
                                       " docker://" + ref,
                                   out);
   REQUIRE_MESSAGE(rc == 0, "skopeo inspect failed: " << out);
@@ -62,7 +62,7 @@ TEST_CASE("push to docker-registry: a Docker v2 manifest skopeo reads back, then
   kiln_test::Registry reg;
   Image img = read_docker_archive(kiln::read_file(kiln_test::built_image()), "kiln-image.tar");
   int rc = 0;
-  std::string out = kiln_push(shq(kiln_test::built_image().string()) + " " + reg.host + "/kiln:test", &rc);
+  std::string out = kiln_push(quote(kiln_test::built_image().string()) + " " + reg.host + "/kiln:test", &rc);
   INFO(out);
   REQUIRE(rc == 0);
   CHECK(out.find("3 blobs uploaded") != std::string::npos);
@@ -84,7 +84,7 @@ TEST_CASE("push to docker-registry: a Docker v2 manifest skopeo reads back, then
   json info = skopeo("", reg.host + "/kiln:test");
   CHECK(info["Digest"] == img.manifest_digest());
 
-  out = kiln_push(shq(kiln_test::built_image().string()) + " " + reg.host + "/kiln:again", &rc);
+  out = kiln_push(quote(kiln_test::built_image().string()) + " " + reg.host + "/kiln:again", &rc);
   INFO(out);
   REQUIRE(rc == 0);
   CHECK(out.find("0 blobs uploaded (0.0 MB), 3 already there") != std::string::npos);
@@ -93,7 +93,7 @@ TEST_CASE("push to docker-registry: a Docker v2 manifest skopeo reads back, then
 
 TEST_CASE("push behind basic auth: refused without credentials, then --password-stdin and docker config.json") {
   kiln_test::Registry reg({"builder:s3cret pass"});
-  std::string archive = shq(kiln_test::built_image().string());
+  std::string archive = quote(kiln_test::built_image().string());
   kiln_test::TempDir home;
   kiln_test::ScopedEnv env;
   env.set("HOME", home.path().string());
@@ -133,7 +133,7 @@ TEST_CASE("push to an ECR name: credentials from ECR (moto), --create-repository
   env.set("AWS_ENDPOINT_URL", moto.url);
   env.unset("AWS_ENDPOINT_URL_ECR");
   std::string ref = "123456789012.dkr.ecr.us-east-1.amazonaws.com/kiln-ecr-test:1";
-  std::string args = shq(kiln_test::built_image().string()) + " " + ref + " --registry-url http://" + reg.host;
+  std::string args = quote(kiln_test::built_image().string()) + " " + ref + " --registry-url http://" + reg.host;
   int rc = 0;
   std::string out = kiln_push(args, &rc);
   CHECK(rc != 0);

@@ -63,7 +63,7 @@ std::filesystem::path fixtures_dir() {
   static std::once_flag once;
   static std::filesystem::path dir;
   std::call_once(once, [] {
-    dir = fresh_dir("fixtures");
+    dir = make_temp_dir("serve-fixtures");
     run_python(dir, "make_fixtures.py", kScript);
   });
   return dir;

@@ -7,53 +7,19 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstdlib>
-#include <fstream>
 #include <httplib.h>
-#include <sstream>
+
 #include <stdexcept>
 
 namespace kiln::test {
 
-fs::path fresh_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() /
-               ("kiln_test_serve_" + name + "_" + std::to_string(::getpid()));
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream f(p, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot read " + p.string());
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_bytes(const fs::path& p, const std::string& data) {
-  std::ofstream f(p, std::ios::binary);
-  f.write(data.data(), static_cast<std::streamsize>(data.size()));
-  if (!f) throw std::runtime_error("cannot write " + p.string());
-}
-
-std::string python() {
-  const char* p = std::getenv("KILN_PYTHON");
-  return p && *p ? p : "/usr/bin/python3";
-}
-
 void run_python(const fs::path& dir, const std::string& name, const std::string& script) {
-  write_bytes(dir / name, script);
+  write_text(dir / name, script);
   std::string log = (dir / (name + ".log")).string();
-  std::string cmd = "cd '" + dir.string() + "' && '" + python() + "' '" + name + "' > '" + log +
-                    "' 2>&1";
-  int rc = std::system(cmd.c_str());
-  if (rc != 0) {
-    std::string out;
-    try {
-      out = read_bytes(log);
-    } catch (...) {
-    }
+  std::string cmd = "cd " + quote(dir.string()) + " && " + quote(python()) + " " + quote(name) +
+                    " > " + quote(log) + " 2>&1";
+  if (run(cmd) != 0) {
+    const std::string out = read_text(log);
     throw std::runtime_error("python fixture " + name + " failed (" + python() +
                              ", needs numpy and PIL):\n" + out);
   }

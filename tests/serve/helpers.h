@@ -1,6 +1,7 @@
-// Shared fixtures for the serve tests: temporary directories, fixtures written by Python (numpy's
-// np.save, PIL's PNG/JPEG), a deterministic predictor, a server run on 127.0.0.1 in a thread, and a
-// raw-socket client for requests httplib's client would not send. Every wait is bounded.
+// Shared fixtures for the serve tests: fixtures written by Python (numpy's np.save, PIL's
+// PNG/JPEG), a deterministic predictor, a server run on 127.0.0.1 in a thread, and a raw-socket
+// client for requests httplib's client would not send. Every wait is bounded. Temporary folders,
+// files and running commands are tests/support's.
 #pragma once
 
 #include <array>
@@ -14,17 +15,12 @@
 #include <vector>
 
 #include "kiln/serve/server.h"
+#include "tests/support/support.h"
 
 namespace kiln::test {
 
 namespace fs = std::filesystem;
 
-fs::path fresh_dir(const std::string& name);
-std::string read_bytes(const fs::path& p);
-void write_bytes(const fs::path& p, const std::string& data);
-
-// ${KILN_PYTHON:-/usr/bin/python3}
-std::string python();
 // Runs a Python script (written to dir/name) with cwd = dir; throws with its output on failure.
 void run_python(const fs::path& dir, const std::string& name, const std::string& script);
 

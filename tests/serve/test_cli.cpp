@@ -80,7 +80,7 @@ const Fixture& fixture() {
     const char* bin = std::getenv("KILN_BIN");
     REQUIRE_MESSAGE(bin != nullptr, "KILN_BIN must name the kiln binary (meson test sets it)");
     x.bin = bin;
-    x.dir = fresh_dir("cli");
+    x.dir = make_temp_dir("serve-cli");
     fs::create_directories(x.dir / "model");
     run_python(x.dir, "make_model.py", kModelScript);
     std::string cmd = "'" + x.bin + "' import '" + (x.dir / "model" / "model.pth").string() +
@@ -119,41 +119,26 @@ class KilnServe {
                                      "--port", "0", "--threads", "2"};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
     started_ = std::chrono::steady_clock::now();
-    pid_ = ::fork();
-    REQUIRE(pid_ >= 0);
-    if (pid_ == 0) {
-      int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      ::dup2(fd, 1);
-      ::dup2(fd, 2);
-      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
+    proc_ = std::make_unique<ChildProcess>(
+        args, log_, std::vector<std::pair<std::string, std::string>>(env.begin(), env.end()));
     // The port: kiln prints "listening on http://127.0.0.1:PORT" as soon as it has bound.
     const std::string marker = "listening on http://127.0.0.1:";
-    for (int i = 0; i < 400 && port_ < 0; ++i) {
-      std::string log = read_log();
-      size_t p = log.find(marker);
-      if (p != std::string::npos) port_ = std::atoi(log.c_str() + p + marker.size());
-      else std::this_thread::sleep_for(25ms);
-    }
+    proc_->wait_until(
+        [&] {
+          std::string log = read_log();
+          size_t p = log.find(marker);
+          if (p != std::string::npos) port_ = std::atoi(log.c_str() + p + marker.size());
+          return port_ > 0;
+        },
+        10s, 25ms);
     REQUIRE_MESSAGE(port_ > 0, "kiln serve did not start listening: " << read_log());
   }
   ~KilnServe() {
-    if (pid_ > 0) terminate(30s);
+    if (proc_->running()) terminate(30s);
   }
 
   int port() const { return port_; }
-  std::string read_log() const {
-    try {
-      return read_bytes(log_);
-    } catch (...) {
-      return {};
-    }
-  }
+  std::string read_log() const { return read_text(log_); }
   // Seconds from the start of the process to the first /ping 200 (bounded), or -1.
   double wait_ready(std::chrono::seconds timeout = 120s) {
     httplib::Client c("127.0.0.1", port_);
@@ -169,31 +154,21 @@ class KilnServe {
     return -1;
   }
   int first_ping_status() const { return first_ping_status_; }
-  // SIGTERM, then wait (bounded; SIGKILL after the timeout). Returns the exit status or -1.
+  // SIGTERM, then wait (bounded; SIGKILL after the timeout). Returns the exit status, or -1
+  // when it had to be killed.
   int terminate(std::chrono::seconds timeout, double* seconds = nullptr) {
-    if (pid_ <= 0) return -1;
-    ::kill(pid_, SIGTERM);
+    if (!proc_->running()) return -1;
     auto t0 = std::chrono::steady_clock::now();
-    int status = 0;
-    while (true) {
-      pid_t r = ::waitpid(pid_, &status, WNOHANG);
-      if (r == pid_) break;
-      if (std::chrono::steady_clock::now() - t0 > timeout) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, &status, 0);
-        pid_ = -1;
-        return -1;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    if (seconds) *seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    int status = proc_->stop(timeout);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (s >= std::chrono::duration<double>(timeout).count()) return -1;
+    if (seconds) *seconds = s;
+    return status;
   }
 
  private:
   fs::path log_;
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> proc_;
   int port_ = -1;
   int first_ping_status_ = 0;
   std::chrono::steady_clock::time_point started_;

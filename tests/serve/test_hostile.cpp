@@ -314,7 +314,7 @@ TEST_CASE("hostile: malformed and crafted JPEG/PNG files are 400, the crafted DH
     if (const char* seeds = std::getenv("KILN_SERVE_SEED_DIR")) {
       fs::create_directories(seeds);
       for (size_t i = 0; i < corpus.size(); ++i)
-        write_bytes(fs::path(seeds) / (std::string(jpeg ? "jpeg_" : "png_") + std::to_string(i)),
+        write_text(fs::path(seeds) / (std::string(jpeg ? "jpeg_" : "png_") + std::to_string(i)),
                     std::string(1, jpeg ? '\3' : '\2') + corpus[i]);  // the harness's type byte
     }
     // Several clients at once, as in a server with other requests in flight.
@@ -347,7 +347,7 @@ TEST_CASE("hostile: malformed and crafted JPEG/PNG files are 400, the crafted DH
 }
 
 TEST_CASE("hostile: decode bombs and huge JSON arrays are refused or fit the memory budget") {
-  fs::path dir = fresh_dir("hostile_bombs");
+  fs::path dir = make_temp_dir("serve-hostile_bombs");
   run_python(dir, "bomb.py", kBombScript);
   const std::string bomb = read_bytes(dir / "bomb16.png");
   Hostile h({"--batch-delay-ms", "20"});

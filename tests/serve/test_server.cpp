@@ -425,7 +425,7 @@ TEST_CASE("/metrics is Prometheus text with requests by code, latency and batch 
 }
 
 TEST_CASE("the access log has one line per request, with what the client sent escaped") {
-  fs::path dir = fresh_dir("accesslog");
+  fs::path dir = make_temp_dir("serve-accesslog");
   std::FILE* f = std::fopen((dir / "access.log").c_str(), "w");
   REQUIRE(f);
   {

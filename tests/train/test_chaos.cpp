@@ -19,7 +19,7 @@
 
 #include "kiln/core/error.h"
 #include "kiln/io/safetensors.h"
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 #include "kiln/train/checkpoint.h"
 
 namespace fs = std::filesystem;

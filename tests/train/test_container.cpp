@@ -6,7 +6,7 @@
 #include <map>
 
 #include "kiln/core/error.h"
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 #include "kiln/train/container.h"
 #include "kiln/train/hyperparameters.h"
 #include "kiln/train/options.h"

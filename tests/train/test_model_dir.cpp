@@ -8,7 +8,7 @@
 
 #include "kiln/core/error.h"
 #include "kiln/io/pth.h"
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 #include "kiln/train/checkpoint.h"
 #include "kiln/models/model_dir.h"
 

@@ -5,7 +5,7 @@
 #include <cmath>
 #include <sstream>
 
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 #include "kiln/train/lr_schedule.h"
 
 using kiln::train::LrSchedule;

@@ -5,7 +5,7 @@
 
 #include <cstring>
 
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 #include "kiln/train/metrics_log.h"
 #include "kiln/train/tensorboard.h"
 

@@ -12,7 +12,7 @@
 #include "kiln/data/synth.h"
 #include "kiln/engine/tensor.h"
 #include "kiln/models/argmax.h"
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 #include "kiln/train/trainer.h"
 
 using namespace kiln::train;

@@ -13,7 +13,7 @@
 #include <cmath>
 #include <thread>
 
-#include "tests/train/test_util.h"
+#include "tests/support/support.h"
 
 namespace fs = std::filesystem;
 using kiln::test::quote;
@@ -22,11 +22,6 @@ using kiln::test::run_command;
 namespace {
 
 std::string kiln_cmd() { return quote(kiln::test::kiln_bin()); }
-
-std::string source_root() {
-  const char* p = std::getenv("KILN_SOURCE_ROOT");
-  return p ? p : ".";
-}
 
 void synth(const fs::path& dir, int classes, int train, int test, int seed) {
   auto r = run_command(kiln_cmd() + " synth --dir " + quote(dir.string()) + " --classes " + std::to_string(classes) +
@@ -92,7 +87,7 @@ TEST_CASE("training on synthetic data learns; the model dir loads in torchvision
 TEST_CASE("exact replay: 3 steps with --no-shuffle --no-augment --val-size 0 match PyTorch") {
   kiln::test::TempDir tmp("replay");
   synth(tmp.path / "syn", 10, 48, 8, 1);
-  const std::string script = source_root() + "/tests/train/replay.py";
+  const std::string script = (kiln::test::source_root() / "tests/train/replay.py").string();
   const std::string init = (tmp.path / "init.pth").string();
   auto i = run_command(kiln::test::python() + " " + quote(script) + " init resnet18 10 " + quote(init));
   REQUIRE_MESSAGE(i.status == 0, "the torch oracle failed (needs Debian's python3-torch/torchvision): " << i.output);
