@@ -11,6 +11,11 @@ Classifier::Classifier(const ResNetConfig& cfg, uint64_t seed, SgdConfig sgd, bo
     : net_(std::make_unique<ResNet>(cfg, seed, init)),
       sgd_(std::make_unique<Sgd>(net_->named_parameters(), sgd)) {}
 
+Classifier::Classifier(std::unique_ptr<ResNet> net, SgdConfig sgd) : net_(std::move(net)) {
+  KILN_ASSERT(net_ != nullptr, "Classifier around no network");
+  sgd_ = std::make_unique<Sgd>(net_->named_parameters(), sgd);
+}
+
 BatchResult Classifier::score(const Tensor& log_probs, const int64_t* labels, int64_t n,
                               double loss) {
   BatchResult r;

@@ -21,6 +21,8 @@ class Classifier {
  public:
   // init=false: no random initialisation (load weights next; see ResNet).
   Classifier(const ResNetConfig& cfg, uint64_t seed, SgdConfig sgd = {}, bool init = true);
+  // Around a network already built and loaded (models::load_resnet's): nothing is initialised.
+  explicit Classifier(std::unique_ptr<ResNet> net, SgdConfig sgd = {});
   ResNet& net() { return *net_; }
   Sgd& optimizer() { return *sgd_; }
 

@@ -73,9 +73,16 @@ LoadedResNet load_resnet(const fs::path& path, const LoadResNetOptions& opt) {
   try {
     out.note = out.net->load_state_dict(weights, opt.reinit_head());
   } catch (const Error& e) {  // name the file: the message names the tensors
-    throw FormatError(out.weights_file.string() + ": " + e.what(),
-                      "check LoadResNetOptions' arch and num_classes against the weights (or "
-                      "reinit_head(true) to replace a different fc head)");
+    std::string hint;
+    if (!opt.arch().empty() || opt.num_classes() > 0)
+      hint = "check the arch and num_classes asked for against the weights (a different "
+             "num_classes needs reinit_head(true); kiln predict: --num-classes)";
+    else if (fs::is_directory(path))
+      hint = "config.json's arch and num_classes must fit the weights beside it";
+    else
+      hint = "the file must hold every tensor of torchvision's " + out.config.arch +
+             " state_dict: none is left at a random value";
+    throw FormatError(out.weights_file.string() + ": " + e.what(), hint);
   }
   return out;
 }

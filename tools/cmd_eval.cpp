@@ -27,7 +27,9 @@ int run_eval(const std::vector<std::string>& argv) {
   if (!a.parse(argv)) return 0;
   if (a.has("--isa")) kiln::force_isa(kiln::parse_isa(a.get("--isa")));
   if (a.get_int("--threads") > 0) kiln::set_num_threads(static_cast<int>(a.get_int("--threads")));
-  kiln::models::LoadedModel m = kiln::models::load_model_dir(a.get("--model-dir"));
+  // Built without random initialisation and loaded in one call: every weight comes from the
+  // directory (a missing one is an error, never a random value).
+  kiln::models::LoadedResNet m = kiln::models::load_resnet(a.get("--model-dir"));
   kiln::data::Cifar100 ds = kiln::data::load_cifar100(a.get("--data"));
   const int64_t classes = m.config.num_classes;
   if (ds.test.num_classes() != classes)
@@ -36,9 +38,8 @@ int run_eval(const std::vector<std::string>& argv) {
   if (m.config.dataset == "synthetic" && !ds.synthetic)
     std::fprintf(stderr, "note: this model was trained on SYNTHETIC data\n");
 
-  kiln::models::Classifier clf({m.config.arch, classes}, 0);
+  kiln::models::Classifier clf(std::move(m.net));
   clf.set_image_size(m.config.image_size);
-  clf.net().load_state_dict(m.weights);
 
   int64_t n = ds.test.size();
   if (a.get_int("--limit") > 0) n = std::min(n, a.get_int("--limit"));

@@ -13,7 +13,6 @@
 #include "kiln/engine/ops.h"
 #include "kiln/engine/tensor.h"
 #include "kiln/io/npy.h"
-#include "kiln/io/weights.h"
 #include "kiln/models/model_dir.h"
 #include "kiln/models/resnet.h"
 #include "tools/args.h"
@@ -34,13 +33,6 @@ void apply_engine_options(const Args& a) {
   }
 }
 
-int64_t classes_from_fc(const io::StateDict& sd, const std::string& what) {
-  for (const auto& a : sd)
-    if (a.name == "fc.weight" && a.shape.size() == 2) return a.shape[0];
-  fail(what, "a tensor fc.weight of shape (classes, features)", "none",
-       "pass --num-classes, or check that these are torchvision ResNet weights");
-}
-
 int run_predict(const std::vector<std::string>& argv) {
   Args a("kiln predict",
          "Log-probabilities y = log_softmax(resnet(x)) in eval mode, as torchvision computes them.\n"
@@ -50,7 +42,7 @@ int run_predict(const std::vector<std::string>& argv) {
   a.option("--input", "X.npy", "input batch");
   a.option("--output", "Y.npy", "where to write the log-probabilities (atomic)");
   a.option("--arch", "NAME", "resnet18 | resnet34 | resnet50 (default: from the model dir, else "
-                             "detected from the weights' keys, else resnet34)");
+                             "detected from the weights' keys)");
   a.option("--num-classes", "N", "classes (default: from the weights' fc; a different value "
                                  "re-initialises fc like nn.Linear and says so)");
   a.option("--batch-size", "B", "images per forward pass", "128");
@@ -64,26 +56,23 @@ int run_predict(const std::vector<std::string>& argv) {
     throw Error("kiln predict needs exactly one of --weights FILE and --model-dir DIR",
                 "see kiln predict --help");
 
-  io::StateDict weights;
-  std::string arch, source;
-  int64_t image_size = 0;
-  if (a.has("--model-dir")) {
-    models::LoadedModel m = models::load_model_dir(a.get("--model-dir"));
-    weights = std::move(m.weights);
-    arch = m.config.arch;
-    image_size = m.config.image_size;
-    source = m.weights_file.string();
-  } else {
-    source = a.get("--weights");
-    weights = io::read_weights(source);
-    arch = models::arch_of_weights(weights);
-  }
-  if (a.has("--arch")) arch = a.get("--arch");
-  if (arch.empty()) arch = "resnet34";
-  int64_t classes = a.has("--num-classes") ? a.get_int("--num-classes") : classes_from_fc(weights, source);
-  if (classes < 1) fail("--num-classes", "a positive count", std::to_string(classes));
+  if (a.given("--num-classes") && a.get_int("--num-classes") < 1)
+    fail("--num-classes", "a positive count", a.get("--num-classes"));
   int64_t batch = a.get_int("--batch-size");
   if (batch < 1) fail("--batch-size", "a positive count", std::to_string(batch));
+
+  // Built without random initialisation and loaded in one call: every weight comes from the
+  // file. Only a --num-classes that differs from the weights' re-initialises fc (seeded, like
+  // nn.Linear), and says so.
+  models::LoadResNetOptions lo;
+  if (a.has("--arch")) lo.arch(a.get("--arch"));
+  if (a.given("--num-classes")) lo.num_classes(a.get_int("--num-classes")).reinit_head(true);
+  const fs::path path = a.has("--model-dir") ? a.get("--model-dir") : a.get("--weights");
+  models::LoadedResNet m = models::load_resnet(path, lo);
+  models::ResNet& net = *m.net;
+  const std::string arch = m.config.arch, source = m.weights_file.string();
+  const int64_t classes = m.config.num_classes;
+  const int64_t image_size = a.has("--model-dir") ? m.config.image_size : 0;
 
   io::NamedArray x = io::read_npy(a.get("--input"));
   const std::string in = a.get("--input");
@@ -98,9 +87,7 @@ int run_predict(const std::vector<std::string>& argv) {
   if (x.shape[2] < 8)
     fail(in, "images of at least 8x8 (the stem and max-pool divide by 4)", io::shape_str(x.shape));
 
-  models::ResNet net({arch, classes}, /*seed=*/0);
-  std::string note = net.load_state_dict(weights, /*allow_head_reinit=*/a.given("--num-classes"));
-  if (!note.empty()) std::fprintf(stderr, "kiln predict: %s\n", note.c_str());
+  if (!m.note.empty()) std::fprintf(stderr, "kiln predict: %s\n", m.note.c_str());
   net.eval();
   NoGrad no_grad;
 

@@ -36,17 +36,13 @@ void say(const std::string& line) {
 kiln::serve::Model load_model(const std::string& dir, int threads, int64_t max_batch) {
   const auto t0 = Clock::now();
   kiln::set_num_threads(threads);
-  kiln::models::LoadedModel loaded = kiln::models::load_model_dir(dir);
-  const auto t_read = Clock::now();
+  // Built without random initialisation and loaded in one call: every weight comes from the
+  // directory (a missing one is an error, never a random value).
+  kiln::models::LoadedResNet loaded = kiln::models::load_resnet(dir);
   const kiln::models::ModelConfig& cfg = loaded.config;
-  kiln::models::ResNetConfig rc;
-  rc.arch = cfg.arch;
-  rc.num_classes = cfg.num_classes;
-  auto clf = std::make_shared<kiln::models::Classifier>(rc, /*seed=*/0);
-  clf->net().load_state_dict(loaded.weights, /*allow_head_reinit=*/false);
+  auto clf = std::make_shared<kiln::models::Classifier>(std::move(loaded.net));
   clf->set_image_size(cfg.image_size);
-  loaded.weights.clear();
-  const auto t_built = Clock::now();
+  const auto t_loaded = Clock::now();
 
   kiln::serve::Model m;
   m.input.image_size = cfg.image_size;
@@ -72,11 +68,11 @@ kiln::serve::Model load_model(const std::string& dir, int threads, int64_t max_b
   const auto t_end = Clock::now();
   char buf[512];
   std::snprintf(buf, sizeof buf,
-                "kiln serve: model %s (%lld classes, %s data) from %s ready in %.2f s (read %.2f, "
-                "build %.2f, warm-up %.2f); isa %s, %d threads",
+                "kiln serve: model %s (%lld classes, %s data) from %s ready in %.2f s (load %.2f, "
+                "warm-up %.2f); isa %s, %d threads",
                 cfg.arch.c_str(), static_cast<long long>(cfg.num_classes), cfg.dataset.c_str(),
-                loaded.weights_file.string().c_str(), secs(t0, t_end), secs(t0, t_read),
-                secs(t_read, t_built), secs(t_built, t_end), kiln::isa_name(kiln::active_isa()),
+                loaded.weights_file.string().c_str(), secs(t0, t_end), secs(t0, t_loaded),
+                secs(t_loaded, t_end), kiln::isa_name(kiln::active_isa()),
                 kiln::num_threads());
   say(buf);
   return m;

@@ -4,6 +4,8 @@
 // fail with a message naming the file and what was expected.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -15,6 +17,9 @@
 #include "kiln/io/npy.h"
 #include "kiln/io/pth.h"
 #include "kiln/io/safetensors.h"
+#include "kiln/models/resnet.h"
+#include "kiln/engine/ops.h"
+#include "kiln/engine/tensor.h"
 #include "tests/models/fixtures.h"
 
 namespace {
@@ -119,6 +124,56 @@ TEST_CASE("kiln predict names what is wrong with its inputs") {
   r = run_kiln("predict --input x.npy --output y.npy");
   CHECK(r.rc == 1);
   CHECK_MESSAGE(r.out.find("--weights") != std::string::npos, r.out);
+}
+
+// predict builds its network without random initialisation (models::load_resnet): a weights
+// file short of one tensor must be refused by name, never run with that tensor at a random (or
+// zero) value; a head of another size is re-initialised only when --num-classes asks for it,
+// seeded like the nn.Linear of a fresh ResNet(seed 0), while everything else is the file's.
+TEST_CASE("kiln predict takes every weight from the file: a missing one is refused by name, only --num-classes re-initialises fc") {
+  const auto& fx = kiln::test::parity_fixture("resnet18");
+  fs::path tmp = kiln::test::make_temp_dir("predict-noinit");
+  const kiln::io::StateDict sd = kiln::io::read_pth(fx.dir / "model.pth");
+  const std::string io_args = " --input " + (fx.dir / "input.npy").string() + " --output " +
+                              (tmp / "y.npy").string();
+  for (const std::string key : {"layer3.1.conv2.weight", "layer2.0.bn1.running_var"}) {
+    CAPTURE(key);
+    kiln::io::StateDict partial;
+    for (const auto& a : sd)
+      if (a.name != key) partial.push_back(a);
+    REQUIRE(partial.size() + 1 == sd.size());
+    kiln::io::write_pth(tmp / "partial.pth", partial);
+    Run r = run_kiln("predict --weights " + (tmp / "partial.pth").string() + io_args);
+    CHECK(r.rc == 1);
+    CHECK_MESSAGE(r.out.find("missing key " + key) != std::string::npos, r.out);
+    CHECK_MESSAGE(r.out.find("partial.pth") != std::string::npos, r.out);
+    CHECK(!fs::exists(tmp / "y.npy"));
+  }
+
+  Run r = run_kiln("predict --weights " + (fx.dir / "model.pth").string() + " --num-classes 7" + io_args);
+  INFO(r.out);
+  REQUIRE(r.rc == 0);
+  CHECK(r.out.find("fc re-initialised like nn.Linear (seed 0)") != std::string::npos);
+  // The reference: a seeded, initialised resnet18 with 7 classes, every tensor but fc's from the file.
+  kiln::models::ResNet ref({"resnet18", 7}, /*seed=*/0);
+  kiln::io::StateDict want = ref.state_dict();
+  for (auto& w : want)
+    if (w.name.rfind("fc.", 0) != 0)
+      for (const auto& a : sd)
+        if (a.name == w.name) w = a;
+  ref.load_state_dict(want);
+  ref.eval();
+  kiln::NoGrad no_grad;
+  std::vector<float> x = fx.input();
+  const int64_t n = fx.batch(), s = fx.ref("input").shape[2];
+  std::vector<float> expected = kiln::ops::log_softmax(
+      ref.forward(kiln::Tensor::from_plain({n, 3, s, s}, x.data(), "input"))).to_plain_vector();
+  kiln::io::NamedArray y = kiln::io::read_npy(tmp / "y.npy");
+  REQUIRE(y.shape == std::vector<int64_t>{n, 7});
+  double worst = 0;
+  for (size_t i = 0; i < expected.size(); ++i)
+    worst = std::max(worst, static_cast<double>(std::abs(y.f32()[i] - expected[i])));
+  CHECK_MESSAGE(worst < 1e-4, "kiln predict --num-classes 7 differs from the seeded reference by ", worst);
 }
 
 TEST_CASE("kiln summary prints every layer and torchvision's parameter totals") {
