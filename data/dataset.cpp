@@ -6,6 +6,7 @@
 
 #include "kiln/core/atomic_file.h"
 #include "kiln/core/error.h"
+#include "kiln/data/parts.h"
 
 namespace fs = std::filesystem;
 
@@ -65,6 +66,30 @@ Cifar100 load_python(const fs::path& d) {
   const auto names = parse_cifar_python_meta(read_file(d / "meta"), (d / "meta").string());
   c.train = parse_cifar_python_split(read_file(d / "train"), (d / "train").string(), names);
   c.test = parse_cifar_python_split(read_file(d / "test"), (d / "test").string(), names);
+  c.train.synthetic = c.test.synthetic = c.synthetic;
+  return c;
+}
+
+// A parts folder (parts.h): the names and test half may come from elsewhere (the test channel).
+Cifar100 load_parts(const fs::path& d, const std::vector<std::string>& fallback_names) {
+  Cifar100 c;
+  c.format = "binary-parts";
+  c.root = d;
+  c.synthetic = fs::exists(d / kSyntheticMarker);
+  std::vector<std::string> names = fallback_names;
+  if (!is_file(d / "fine_label_names.txt") && names.empty())
+    fail((d / "fine_label_names.txt").string(),
+         "the fine label names next to the training parts, or a test folder that has them", "neither",
+         "pass --test-data DIR (the `test` channel) with fine_label_names.txt and test.bin, as `kiln data shard` "
+         "writes them");
+  if (is_file(d / "fine_label_names.txt")) names = read_binary_names(d);
+  c.train = load_train_parts(d, names);
+  if (is_file(d / "test.bin")) {
+    c.test = parse_cifar_binary(read_file(d / "test.bin"), (d / "test.bin").string(), names);
+  } else {
+    c.test.class_names = names;
+    c.test.source = (d / "test.bin").string() + " (absent)";
+  }
   c.train.synthetic = c.test.synthetic = c.synthetic;
   return c;
 }
@@ -131,10 +156,12 @@ std::string find_cifar100(const fs::path& dir, std::string* format) {
   if (is_targz(dir / "cifar-100-binary.tar.gz"))
     return found(dir / "cifar-100-binary.tar.gz", "tar.gz");
   if (is_targz(dir)) return found(dir, "tar.gz");
+  if (!find_train_parts(dir).empty()) return found(dir, "binary-parts");
+  if (is_file(dir / "test.bin") && is_file(dir / "fine_label_names.txt")) return found(dir, "binary-test");
   return {};
 }
 
-Cifar100 load_cifar100(const fs::path& dir) {
+Cifar100 load_cifar100(const fs::path& dir, const std::vector<std::string>& fallback_class_names) {
   std::string format;
   const std::string where = find_cifar100(dir, &format);
   if (where.empty()) {
@@ -142,11 +169,25 @@ Cifar100 load_cifar100(const fs::path& dir) {
     const std::string state = fs::exists(dir, ec) ? "none of them" : "no such directory";
     fail("--data " + dir.string(),
          "CIFAR-100 as train.bin+test.bin, cifar-100-binary/, train+test+meta, "
-         "cifar-100-python/, cifar-100-python.tar.gz or cifar-100-binary.tar.gz",
+         "cifar-100-python/, cifar-100-python.tar.gz, cifar-100-binary.tar.gz or training parts "
+         "train-KKKKK-of-NNNNN.bin",
          state, kPutFilesHint);
   }
   if (format == "binary") return load_binary(where);
   if (format == "python") return load_python(where);
+  if (format == "binary-parts") return load_parts(where, fallback_class_names);
+  if (format == "binary-test") {
+    Cifar100 c;
+    c.format = format;
+    c.root = where;
+    c.synthetic = fs::exists(dir / kSyntheticMarker);
+    const auto names = read_binary_names(dir);
+    c.test = parse_cifar_binary(read_file(dir / "test.bin"), (dir / "test.bin").string(), names);
+    c.train.class_names = names;
+    c.train.source = (dir / "train.bin").string() + " (absent: a test folder)";
+    c.train.synthetic = c.test.synthetic = c.synthetic;
+    return c;
+  }
   Cifar100 c = parse_cifar_targz(read_file(where), where);
   c.root = where;
   return c;

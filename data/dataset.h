@@ -29,7 +29,7 @@ struct Dataset {
 // Both halves of CIFAR-100 as found under one directory.
 struct Cifar100 {
   Dataset train, test;
-  std::string format;          // "binary", "python", "python-tar.gz" or "binary-tar.gz"
+  std::string format;          // "binary", "python", "python-tar.gz", "binary-tar.gz", "binary-parts", "binary-test"
   std::filesystem::path root;  // the folder (or archive) actually read
   bool synthetic = false;
 };
@@ -42,8 +42,13 @@ struct Cifar100 {
 //   5. dir/cifar-100-python.tar.gz                      (python version's archive, in memory)
 //   6. dir/cifar-100-binary.tar.gz                      (binary version's archive, in memory)
 //   7. dir itself is a .tar.gz file of either version
+//   8. dir/train-KKKKK-of-NNNNN.bin ...  (the training records in parts, data/parts.h; format
+//      "binary-parts"): class names from dir/fine_label_names.txt, else `fallback_class_names`
+//      (the test folder's); the test half from dir/test.bin when there, else none
+//   9. dir/test.bin + dir/fine_label_names.txt, no train.bin (a test folder as `kiln data shard`
+//      writes it, format "binary-test"): the test half and names only, no training records
 // Throws kiln::Error listing what was looked for when nothing matches.
-Cifar100 load_cifar100(const std::filesystem::path& dir);
+Cifar100 load_cifar100(const std::filesystem::path& dir, const std::vector<std::string>& fallback_class_names = {});
 
 // Describes where load_cifar100 would read from, without reading ("" if nothing found).
 std::string find_cifar100(const std::filesystem::path& dir, std::string* format = nullptr);

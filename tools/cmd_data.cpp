@@ -1,5 +1,6 @@
 // The data commands: `kiln synth` (a learnable synthetic dataset in CIFAR-100's binary layout),
-// `kiln data` (what --data DIR holds) and `kiln download cifar100`.
+// `kiln data` (what --data DIR holds), `kiln data shard` (the training records in parts, for
+// SageMaker's ShardedByS3Key) and `kiln download cifar100`.
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -7,6 +8,7 @@
 #include "kiln/core/error.h"
 #include "kiln/data/dataset.h"
 #include "kiln/data/download.h"
+#include "kiln/data/parts.h"
 #include "kiln/data/pretrained.h"
 #include "kiln/data/synth.h"
 #include "tools/args.h"
@@ -40,11 +42,41 @@ int run_synth(const std::vector<std::string>& argv) {
   return 0;
 }
 
-int run_data(const std::vector<std::string>& argv) {
-  Args a("kiln data", "Read the CIFAR-100 dataset under --data DIR and describe it.");
-  a.option("--data", "DIR", "dataset directory (see docs/data.md for the search order)", "data");
+int run_shard(const std::vector<std::string>& argv) {
+  Args a("kiln data shard",
+         "Split the training records of the dataset under --data DIR into N parts for a SageMaker job\n"
+         "whose training channel is ShardedByS3Key (each host receives some of the parts):\n"
+         "OUT/training/train-KKKKK-of-NNNNN.bin (contiguous runs of 3074-byte records, in order) and\n"
+         "OUT/test/ (test.bin, fine_label_names.txt: the FullyReplicated `test` channel). Locally:\n"
+         "kiln train --data OUT/training --test-data OUT/test. See docs/data.md.");
+  a.option("--data", "DIR", "dataset directory (any form `kiln data` reads)", "data");
+  a.option("--parts", "N", "number of parts (at least the number of instances)");
+  a.option("--out", "OUT", "output folder (must not exist; written whole or not at all)");
   if (!a.parse(argv)) return 0;
+  if (!a.has("--parts")) kiln::fail("kiln data shard", "--parts N", "no --parts");
+  if (!a.has("--out")) kiln::fail("kiln data shard", "--out OUT", "no --out");
   const auto c = kiln::data::load_cifar100(a.get("--data"));
+  const auto rep = kiln::data::write_train_parts(c, a.get_int("--parts"), a.get("--out"));
+  std::printf("wrote %zu parts of %lld training records to %s (", rep.part_records.size(),
+              static_cast<long long>(c.train.size()), rep.training.string().c_str());
+  for (size_t k = 0; k < rep.part_records.size() && k < 8; ++k)
+    std::printf("%s%lld", k ? ", " : "", static_cast<long long>(rep.part_records[k]));
+  std::printf("%s records)\nwrote %lld test records and the class names to %s\n",
+              rep.part_records.size() > 8 ? ", ..." : "", static_cast<long long>(c.test.size()),
+              rep.test.string().c_str());
+  return 0;
+}
+
+int run_data(const std::vector<std::string>& argv) {
+  if (!argv.empty() && argv[0] == "shard") return run_shard({argv.begin() + 1, argv.end()});
+  Args a("kiln data", "Read the CIFAR-100 dataset under --data DIR and describe it.\n"
+                      "`kiln data shard --help`: split its training records into parts (ShardedByS3Key).");
+  a.option("--data", "DIR", "dataset directory (see docs/data.md for the search order)", "data");
+  a.option("--test-data", "DIR", "class names and test half for a folder of training parts");
+  if (!a.parse(argv)) return 0;
+  std::vector<std::string> names;
+  if (a.has("--test-data")) names = kiln::data::load_cifar100(a.get("--test-data")).test.class_names;
+  const auto c = kiln::data::load_cifar100(a.get("--data"), names);
   std::printf("dataset: %s\nformat: %s\nsynthetic: %s\n", c.root.string().c_str(), c.format.c_str(),
               c.synthetic ? "yes (made by kiln synth, NOT CIFAR-100)" : "no");
   std::printf("classes: %lld\ntrain: %lld images\ntest: %lld images\n",
