@@ -4,9 +4,13 @@
 // stop flag), the checksums at fixed steps, one sum per validation.
 #include "kiln/dist/data_parallel.h"
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -17,6 +21,7 @@
 namespace kiln::dist {
 
 using Clock = std::chrono::steady_clock;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -56,6 +61,28 @@ void reduce_eval(Mpi& mpi, train::EvalResult& v) {
   }
   v.interrupted = sums.back() > 0;
   if (v.interrupted && !train::stop_requested()) train::request_stop(SIGTERM);
+}
+
+// Per-host data: the ranks whose (host name, --data folder) is the same read the same records
+// and form one group; groups are numbered in the order of their lowest rank (rank 0's is 0).
+void group_by_data(Mpi& mpi, const train::TrainOptions& opt, train::Rank& rank) {
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  std::error_code ec;
+  fs::path data = fs::weakly_canonical(opt.data, ec);
+  if (ec) data = fs::absolute(opt.data);
+  Fnv f;
+  const std::string key = std::string(host) + '\0' + data.string();
+  f.add(key.data(), key.size());
+  std::vector<uint64_t> keys(static_cast<size_t>(mpi.size()));
+  mpi.allgather(f.h, keys.data());
+  std::vector<uint64_t> firsts;
+  for (size_t r = 0; r < keys.size(); ++r) {
+    if (std::find(firsts.begin(), firsts.end(), keys[r]) == firsts.end()) firsts.push_back(keys[r]);
+    if (keys[r] == f.h) rank.host_ranks.push_back(static_cast<int>(r));
+  }
+  rank.hosts = static_cast<int>(firsts.size());
+  rank.host = static_cast<int>(std::find(firsts.begin(), firsts.end(), f.h) - firsts.begin());
 }
 
 }  // namespace
@@ -126,7 +153,16 @@ DataParallelReport train_data_parallel(const train::TrainOptions& opt, Mpi& mpi)
     check_replicas(mpi, t.classifier(), t.state().global_step, "at the end of training");
   };
 
-  report.outcome = train::run_training(opt, train::Rank{mpi.rank(), mpi.size()}, h);
+  train::Rank rank(mpi.rank(), mpi.size());
+  if (opt.data_per_host) {
+    group_by_data(mpi, opt, rank);
+    h.max_over_ranks = [&mpi](int64_t* values, int n) {
+      std::vector<double> v(values, values + n);  // exact: counts are far below 2^53
+      mpi.allreduce_max(v.data(), n);
+      for (int i = 0; i < n; ++i) values[i] = static_cast<int64_t>(v[static_cast<size_t>(i)]);
+    };
+  }
+  report.outcome = train::run_training(opt, rank, h);
   if (reducer) report.reducer = reducer->stats();
   if (mpi.rank() == 0 && report.steps > 0) {
     const double n = static_cast<double>(report.steps);

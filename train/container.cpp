@@ -85,10 +85,6 @@ ContainerInputs read_container_inputs(const fs::path& root) {
       }
     }
   }
-  if (in.distributed() && in.training_sharded_by_s3_key)
-    fail((config / "inputdataconfig.json").string() + ": channel \"training\" S3DistributionType",
-         "FullyReplicated for a job on several hosts (kiln's ranks share out the records by index)", "ShardedByS3Key",
-         "give the training channel distribution='FullyReplicated'; kiln cannot yet train on per-host shards");
   in.training = root / "input" / "data" / "training";
   if (!fs::is_directory(in.training))
     fail("training channel " + in.training.string(), "a directory with the dataset", "nothing",
@@ -118,6 +114,9 @@ TrainOptions container_options(const fs::path& root, const std::map<std::string,
   TrainOptions o = options_from(values, what_of);
   o.data = in.training;
   o.test_data = in.test;
+  // Several hosts, each with its own part of the training channel: the ranks of a host share out
+  // its records (one host with ShardedByS3Key has every object: nothing changes).
+  o.data_per_host = in.distributed() && in.training_sharded_by_s3_key;
   o.model_dir = root / "model";
   o.checkpoint_dir = root / "checkpoints";
   o.resume = true;

@@ -27,8 +27,8 @@ struct ContainerInputs {
   std::vector<std::string> hosts;  // resourceconfig.json's, sorted (algo-1 first); {} when absent
   std::string network_interface_name;  // resourceconfig.json's ("" when absent)
   // The training channel's S3DistributionType: FullyReplicated (every host has every record;
-  // ranks shard by index) or ShardedByS3Key (each host has its own part; each rank trains on
-  // its host's records).
+  // ranks shard by index) or ShardedByS3Key (each host has its own part; the ranks of a host
+  // share out its records: TrainOptions::data_per_host when there are several hosts).
   bool training_sharded_by_s3_key = false;
   bool distributed() const { return hosts.size() > 1; }
 };

@@ -37,6 +37,9 @@ std::vector<OptionSpec> make_table() {
        [](O& o, S v, S) { o.data = v; }, [](const O& o) { return o.data.string(); }},
       {"test-data", "DIR", "take the test images from this folder instead of --data", false, {},
        [](O& o, S v, S) { o.test_data = v; }, [](const O& o) { return o.test_data.string(); }},
+      {"data-per-host", "", "each host's --data is its own part of the training records (SageMaker's "
+       "ShardedByS3Key): the ranks of a host share out that part; see docs/train.md", false, {},
+       [](O& o, S, S) { o.data_per_host = true; }, [](const O& o) { return flag(o.data_per_host); }},
       {"epochs", "N", "epochs", true, {},
        [](O& o, S v, S w) { o.epochs = int_in(v, w, 1, kMax, "1 or more"); },
        [](const O& o) { return i2s(o.epochs); }},

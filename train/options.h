@@ -15,6 +15,9 @@ namespace kiln::train {
 struct TrainOptions {
   std::filesystem::path data;       // CIFAR-100 (or `kiln synth`) directory
   std::filesystem::path test_data;  // where the test half comes from; empty = data
+  // Data-parallel jobs: every host's `data` holds its own records (ShardedByS3Key), which the
+  // ranks sharing that host and folder share out; false: every rank sees the same records.
+  bool data_per_host = false;
   std::filesystem::path model_dir, checkpoint_dir, log_dir;
   std::filesystem::path pretrained;  // ImageNet weights: fc re-initialised when shapes differ;
                                      // "imagenet": torchvision's published file for --arch (data/pretrained.h)

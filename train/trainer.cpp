@@ -86,6 +86,7 @@ struct Trainer::Impl {
   std::unique_ptr<models::Classifier> clf;
   size_t num_params = 0;
   int64_t steps_per_epoch = 0, total_steps = 0;
+  int64_t host_batch = 0;  // per-host data: this host's records in each global batch
   LrSchedule sched;
   std::map<std::string, std::string> settings;  // what a resume must match
 
@@ -102,6 +103,7 @@ struct Trainer::Impl {
   EpochEnd interrupted(const std::string& where);
   bool train_one_step(const data::Batch& b, double& lr_used);
   EvalResult validate();
+  void setup_per_host();
 };
 
 // The validation set, or with reduce_eval this rank's contiguous part of it, combined by the hook.
@@ -110,8 +112,12 @@ EvalResult Trainer::Impl::validate() {
     data::Loader val_loader(ds.train, split.val, eval_cfg);
     return evaluate_loader(*clf, val_loader, num_classes, /*stop_on_signal=*/true);
   }
+  // Per-host data: this host's ranks share out its own held-out records; else every rank's part
+  // of the one validation set.
+  const int part = rank.per_host() ? static_cast<int>(train_cfg.shard_rank) : rank.rank;
+  const int parts = rank.per_host() ? static_cast<int>(rank.host_ranks.size()) : rank.world;
   const auto n = static_cast<int64_t>(split.val.size());
-  const int64_t begin = n * rank.rank / rank.world, end = n * (rank.rank + 1) / rank.world;
+  const int64_t begin = n * part / parts, end = n * (part + 1) / parts;
   EvalResult v;
   if (end > begin) {
     data::Loader val_loader(ds.train, {split.val.begin() + begin, split.val.begin() + end}, eval_cfg);
@@ -158,15 +164,25 @@ void Trainer::setup() {
     m.pretrained_path = opt.pretrained;
   }
 
-  m.ds = data::load_cifar100(opt.data);
-  bool test_synthetic = m.ds.synthetic;
+  // The test folder first: a folder of training parts takes its class names from there.
+  bool test_synthetic = false;
   if (!opt.test_data.empty()) {
     data::Cifar100 t = data::load_cifar100(opt.test_data);
     m.test_set = std::move(t.test);
     test_synthetic = t.synthetic;
-  } else {
-    m.test_set = std::move(m.ds.test);
   }
+  m.ds = data::load_cifar100(opt.data, m.test_set.class_names);
+  if (opt.test_data.empty()) {
+    m.test_set = std::move(m.ds.test);
+    test_synthetic = m.ds.synthetic;
+  }
+  if (m.ds.train.size() == 0)
+    fail(m.rank.per_host() ? "host " + std::to_string(m.rank.host + 1) + " of " + std::to_string(m.rank.hosts) +
+                                 " (rank " + std::to_string(m.rank.rank) + "): --data " + opt.data.string()
+                           : "--data " + opt.data.string(),
+         "training records", "none (" + m.ds.format + " folder)",
+         m.rank.per_host() ? "a ShardedByS3Key channel needs at least as many S3 objects (parts) as instances"
+                           : "point --data at the training records");
   m.synthetic = m.ds.synthetic || test_synthetic;
   m.num_classes = opt.num_classes > 0 ? opt.num_classes : m.ds.train.num_classes();
   if (m.num_classes != m.ds.train.num_classes())
@@ -175,7 +191,7 @@ void Trainer::setup() {
   m.val_size = resolve_val_size(opt.val_size, m.ds.train.size());
   m.split = data::split(m.ds.train.size(), m.val_size, opt.seed);
   const int64_t test_count = opt.test_size >= 0 ? std::min(opt.test_size, m.test_set.size()) : m.test_set.size();
-  if (m.rank.is_root())
+  if (m.rank.is_root() && !m.rank.per_host())
     std::printf("data: %s (%s%s): %lld train, %lld validation, %lld test images, %lld classes\n",
                 m.ds.root.string().c_str(), m.ds.format.c_str(), m.synthetic ? ", SYNTHETIC" : "",
                 static_cast<long long>(m.split.train.size()), static_cast<long long>(m.split.val.size()),
@@ -188,8 +204,11 @@ void Trainer::setup() {
   m.train_cfg.workers = opt.loader_workers;
   m.train_cfg.shard_rank = m.rank.rank;
   m.train_cfg.shard_count = m.rank.world;
+  if (m.rank.per_host()) m.setup_per_host();
   m.train_loader = std::make_unique<data::Loader>(m.ds.train, m.split.train, m.train_cfg);
   m.eval_cfg = m.train_cfg;
+  m.eval_cfg.batch_size = opt.batch_size;  // not a host's share (per-host data) ...
+  m.eval_cfg.drop_last = false;            // ... nor its full batches only: every record counts
   m.eval_cfg.shuffle = false;
   m.eval_cfg.augment = false;
   m.eval_cfg.shard_rank = 0;  // every rank evaluates the whole set (replicas are identical)
@@ -198,7 +217,7 @@ void Trainer::setup() {
   m.clf = std::make_unique<models::Classifier>(models::ResNetConfig{opt.arch, m.num_classes}, opt.seed,
                                                SgdConfig{opt.lr, opt.momentum, opt.weight_decay});
   m.num_params = m.clf->net().named_parameters().size();
-  m.steps_per_epoch = m.train_loader->batches_per_epoch();
+  if (!m.rank.per_host()) m.steps_per_epoch = m.train_loader->batches_per_epoch();
   m.total_steps = opt.epochs * m.steps_per_epoch;
   if (opt.max_steps > 0) m.total_steps = std::min(m.total_steps, opt.max_steps);
   m.sched = LrSchedule::parse(opt.lr_schedule, opt.lr, opt.momentum, opt.max_lr, m.total_steps);
@@ -208,9 +227,59 @@ void Trainer::setup() {
                 {"val-size", std::to_string(m.val_size)}, {"shuffle", opt.shuffle ? "1" : "0"},
                 {"augment", opt.augment ? "1" : "0"}, {"train-records", std::to_string(m.split.train.size())},
                 {"lr-schedule", opt.lr_schedule}};
+  if (m.rank.per_host()) {  // the same on every host: what a checkpoint of the job must match
+    m.settings["val-size"] = opt.val_size;
+    m.settings["train-records"] = std::to_string(m.steps_per_epoch * opt.batch_size);
+  }
   m.settings.merge(hyperparameter_settings(opt));
   m.state.loader_seed = opt.seed;
   if (m.rank.is_root()) m.log = std::make_unique<MetricsLog>(opt.log_dir, opt.plain_progress);
+}
+
+// Per-host data: this host's share of every global batch (its ranks' parts of it, as the loader
+// would split a full batch over all ranks), full batches only, and the steps per epoch that
+// every rank can take (the fewest of any host), agreed through max_over_ranks.
+void Trainer::Impl::setup_per_host() {
+  const auto& hr = rank.host_ranks;
+  const auto local = std::find(hr.begin(), hr.end(), rank.rank);
+  KILN_ASSERT(local != hr.end(), "rank " + std::to_string(rank.rank) + " is not among its host's ranks");
+  const std::string who = "host " + std::to_string(rank.host + 1) + " of " + std::to_string(rank.hosts) + " (rank " +
+                          std::to_string(rank.rank) + ", --data " + opt.data.string() + ")";
+  host_batch = 0;
+  for (int r : hr) host_batch += opt.batch_size / rank.world + (r < opt.batch_size % rank.world ? 1 : 0);
+  if (host_batch < static_cast<int64_t>(hr.size()))
+    fail(who, "at least one record per rank in each global batch",
+         "--batch-size " + std::to_string(opt.batch_size) + " over " + std::to_string(rank.world) + " ranks",
+         "raise --batch-size to at least the number of ranks");
+  const auto records = static_cast<int64_t>(split.train.size());
+  if (records < host_batch)
+    fail(who, "at least its share of one global batch: " + std::to_string(host_batch) + " of the " +
+                  std::to_string(opt.batch_size) + " records",
+         std::to_string(records) + " training records (after holding out " + std::to_string(val_size) + ")",
+         "give this host more of the parts (more S3 objects than instances, of similar sizes) or lower --batch-size");
+  train_cfg.batch_size = host_batch;
+  train_cfg.drop_last = true;
+  train_cfg.shard_rank = local - hr.begin();
+  train_cfg.shard_count = static_cast<int64_t>(hr.size());
+  int64_t agree[2] = {-(records / host_batch), val_size};
+  if (hooks.max_over_ranks) hooks.max_over_ranks(agree, 2);
+  steps_per_epoch = -agree[0];
+  const int64_t local_val = val_size;
+  val_size = agree[1];  // validation runs on every rank when any host holds records out
+  const int64_t unused = records - steps_per_epoch * host_batch;
+  if (rank.rank == hr.front())
+    std::printf("data: %s: %s (%s%s): %lld train, %lld validation records; %lld steps/epoch of %lld records here "
+                "(%lld of the global batch of %lld): %lld records left unused per epoch\n",
+                who.c_str(), ds.root.string().c_str(), ds.format.c_str(), synthetic ? ", SYNTHETIC" : "",
+                static_cast<long long>(records), static_cast<long long>(local_val),
+                static_cast<long long>(steps_per_epoch), static_cast<long long>(host_batch),
+                static_cast<long long>(host_batch), static_cast<long long>(opt.batch_size),
+                static_cast<long long>(unused));
+  if (rank.is_root())
+    std::printf("data: per host (ShardedByS3Key): %d hosts, %d ranks; %lld steps/epoch (the fewest any host can "
+                "take), %lld classes\n",
+                rank.hosts, rank.world, static_cast<long long>(steps_per_epoch), static_cast<long long>(num_classes));
+  std::fflush(stdout);
 }
 
 bool Trainer::Impl::resume_from_checkpoint() {
@@ -316,7 +385,8 @@ bool Trainer::Impl::train_one_step(const data::Batch& b, double& lr_used) {
   clf->optimizer().set_lr(v.lr);
   if (sched.cycles_momentum()) clf->optimizer().set_momentum(v.momentum);
   lr_used = v.lr;
-  const int64_t global_n = std::min(opt.batch_size, train_loader->size() - b.index * opt.batch_size);
+  const int64_t global_n = rank.per_host() ? opt.batch_size  // full batches on every host
+                                           : std::min(opt.batch_size, train_loader->size() - b.index * opt.batch_size);
   const StepInfo info{state.global_step, state.epoch, state.position, &b, global_n};
   if (hooks.before_step) hooks.before_step(info);
   models::BatchResult r;
@@ -355,7 +425,8 @@ EpochEnd Trainer::run_epoch() {
   int64_t images = 0;
   double lr_used = 0;
   data::Batch b;
-  while (!stop_requested() && m.train_loader->next(b)) {
+  // With per-host data an epoch ends after the agreed steps, though a host may have more batches.
+  while (!stop_requested() && m.state.position < m.steps_per_epoch && m.train_loader->next(b)) {
     images += b.n;
     if (!m.train_one_step(b, lr_used)) break;
     const bool by_steps = opt.checkpoint_every_steps > 0 && m.state.global_step % opt.checkpoint_every_steps == 0;

@@ -2,7 +2,9 @@
 // SGD, per-epoch train/val metrics, early stopping on val_loss, the test at the end with batch 4,
 // the model directory, checkpoints and SIGTERM/SIGINT. `run_training` is what `kiln train` runs;
 // a data-parallel loop drives the same Trainer with its Rank and StepHooks: every rank trains on
-// its shard of each global batch (data::LoaderConfig's shard), rank 0 alone logs and writes.
+// its shard of each global batch (data::LoaderConfig's shard), rank 0 alone logs and writes. With
+// per-host data (Rank::host_ranks) each host's ranks take their share of every global batch from
+// that host's own records, full batches only, for the number of steps every rank can take.
 // Everything random in training comes from the data loader, a pure function of
 // (seed, epoch, batch): a checkpoint's (epoch, position) is the whole RNG state.
 #pragma once
@@ -11,6 +13,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "kiln/data/loader.h"
 #include "kiln/engine/tensor.h"
@@ -22,8 +25,16 @@ namespace kiln::train {
 
 // Where this process stands in a data-parallel job; one process is rank 0 of 1.
 struct Rank {
+  Rank() = default;
+  Rank(int rank_, int world_) : rank(rank_), world(world_) {}
   int rank = 0, world = 1;
+  // Per-host data (--data-per-host, ShardedByS3Key): the ranks (ascending, this one among them)
+  // that read the same local --data as this one, and which of `hosts` such groups it is. Empty:
+  // every rank reads the same records and each global batch is shared out over all ranks.
+  std::vector<int> host_ranks;
+  int host = 0, hosts = 1;
   bool is_root() const { return rank == 0; }
+  bool per_host() const { return !host_ranks.empty(); }
 };
 
 // The step in progress, as the hooks see it.
@@ -54,7 +65,10 @@ struct EvalResult;
 //  reduce_eval     when set, validation is sharded: each rank evaluates its contiguous part of
 //                  the validation records and reduce_eval turns its result into the whole set's
 //                  (the same on every rank, so early stopping decides alike);
-//  before_finish   training is over, before rank 0 writes the model directory.
+//  before_finish   training is over, before rank 0 writes the model directory;
+//  max_over_ranks  with per-host data, during setup(): replaces each of the n values with its
+//                  maximum over every rank (how the ranks agree on one number of steps per epoch
+//                  and on whether anyone validates).
 struct StepHooks {
   std::function<void(const StepInfo&)> before_step;
   std::function<void(const Tensor& param)> grad_ready;
@@ -63,6 +77,7 @@ struct StepHooks {
   std::function<void(Trainer&)> after_start;
   std::function<void(EvalResult&)> reduce_eval;
   std::function<void(Trainer&)> before_finish;
+  std::function<void(int64_t* values, int n)> max_over_ranks;
 };
 
 struct TrainOutcome {

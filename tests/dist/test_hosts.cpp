@@ -4,7 +4,9 @@
 // algo-1 runs mpirun over ssh. Checked: the job completes (algo-1 writes the model, algo-2 exits
 // 0 and writes nothing); algo-2 killed mid-job ends the job with a failure file on algo-1; a
 // host that never comes up, a name that does not resolve and a leader that never starts the job
-// each end in a clear failure within seconds. Root only (namespaces, mounts, sshd).
+// each end in a clear failure within seconds; with a ShardedByS3Key training channel each host
+// holds different parts (of different sizes) and the job still completes, every rank taking the
+// steps the smaller host allows. Root only (namespaces, mounts, sshd).
 #include <doctest/doctest.h>
 
 #include <signal.h>
@@ -16,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "kiln/data/dataset.h"
+#include "kiln/data/parts.h"
 #include "kiln/data/synth.h"
 #include "tests/support/support.h"
 
@@ -51,6 +55,8 @@ struct Cluster {
   std::map<std::string, pid_t> pid;
   std::map<std::string, int> status;
   std::string hyperparameters;
+  // ShardedByS3Key: host h's training channel is dir/shards/h, the test channel dir/shards/test.
+  bool sharded = false;
 
   fs::path root_of(const std::string& h) const { return dir / h / "opt-ml"; }
   fs::path log_of(const std::string& h) const { return dir / h / "log"; }
@@ -66,9 +72,16 @@ struct Cluster {
                            "{\"current_host\": \"" + h + "\", \"hosts\": [" + list +
                                "], \"network_interface_name\": \"eth0\"}");
     kiln::test::write_text(r / "input/config/inputdataconfig.json",
-                           R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}})");
+                           sharded ? R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"},
+                                        "test": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}})"
+                                   : R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}})");
     fs::create_directories(r / "input/data");
-    fs::copy(dir / "syn", r / "input/data/training", fs::copy_options::recursive);
+    if (sharded) {
+      fs::copy(dir / "shards" / h, r / "input/data/training", fs::copy_options::recursive);
+      fs::copy(dir / "shards" / "test", r / "input/data/test", fs::copy_options::recursive);
+    } else {
+      fs::copy(dir / "syn", r / "input/data/training", fs::copy_options::recursive);
+    }
     kiln::test::write_text(dir / h / "hosts", "127.0.0.1 localhost\n10.99.0.1 algo-1\n10.99.0.2 algo-2\n");
     fs::create_directories(dir / "opt-ml");
     const std::string d = (dir / h).string();
@@ -191,6 +204,46 @@ TEST_CASE("sagemaker hosts: two namespaced instances train one job; algo-1 write
   const std::string l1 = c.log("algo-1");
   CHECK(l1.find("data-parallel, rank 0 of 2") != std::string::npos);
   CHECK(l1.find("data-parallel: 2 ranks, 4 steps") != std::string::npos);  // 16 records, global batch 4
+  CHECK(c.log("algo-2").find("this host's rank finished") != std::string::npos);
+}
+
+TEST_CASE("sagemaker hosts: ShardedByS3Key, algo-1 and algo-2 with different parts: the job completes") {
+  if (!can_run()) return;
+  kiln::test::TempDir tmp("hosts-sharded");
+  Cluster c;
+  make_cluster(c, tmp.path, {"algo-1", "algo-2"}, 1);
+  c.sharded = true;
+  // 30 records in 3 parts of 10, as SageMaker might hand them out: algo-1 two, algo-2 one.
+  kiln::data::write_synthetic(tmp.path / "syn30", {4, 30, 4, 1});
+  const auto rep = kiln::data::write_train_parts(kiln::data::load_cifar100(tmp.path / "syn30"), 3, tmp.path / "parts");
+  fs::create_directories(tmp.path / "shards/algo-1");
+  fs::create_directories(tmp.path / "shards/algo-2");
+  for (const char* p : {"train-00000-of-00003.bin", "train-00001-of-00003.bin"})
+    fs::copy_file(rep.training / p, tmp.path / "shards/algo-1" / p);
+  fs::copy_file(rep.training / "train-00002-of-00003.bin", tmp.path / "shards/algo-2/train-00002-of-00003.bin");
+  fs::copy(rep.test, tmp.path / "shards/test", fs::copy_options::recursive);
+  c.boot("algo-1", 60, 60);
+  c.boot("algo-2", 60, 60);
+  c.wire();
+  c.go("algo-2");
+  c.go("algo-1");
+  const int s1 = c.wait("algo-1", 150);
+  INFO("algo-1:\n" << c.log("algo-1") << "\nalgo-2:\n" << c.log("algo-2"));
+  CHECK(s1 == 0);
+  CHECK(c.wait("algo-2", 30) == 0);
+  CHECK(fs::exists(c.root_of("algo-1") / "model/model.safetensors"));
+  CHECK_FALSE(fs::exists(c.root_of("algo-2") / "model/model.safetensors"));
+  CHECK_FALSE(fs::exists(c.root_of("algo-1") / "output/failure"));
+  CHECK_FALSE(fs::exists(c.root_of("algo-2") / "output/failure"));
+  const std::string l1 = c.log("algo-1");  // mpirun on algo-1 forwards algo-2's rank too
+  // Global batch 4: 2 records per rank a step; algo-2's 10 allow 5 steps, algo-1's 20 would allow 10.
+  CHECK(l1.find("data: per host (ShardedByS3Key): 2 hosts, 2 ranks; 5 steps/epoch") != std::string::npos);
+  CHECK(l1.find("host 2 of 2 (rank 1") != std::string::npos);
+  CHECK(l1.find("20 train, 0 validation records; 5 steps/epoch of 2 records here (2 of the global batch of 4): "
+                "10 records left unused per epoch") != std::string::npos);
+  CHECK(l1.find("10 train, 0 validation records; 5 steps/epoch of 2 records here (2 of the global batch of 4): "
+                "0 records left unused per epoch") != std::string::npos);
+  CHECK(l1.find("data-parallel: 2 ranks, 5 steps") != std::string::npos);
   CHECK(c.log("algo-2").find("this host's rank finished") != std::string::npos);
 }
 

@@ -128,6 +128,17 @@ TEST_CASE("container options: hyperparameters over defaults, the command line ov
   bool overridden = false;
   for (const auto& n : notes) overridden |= n == "hyperparameter batch-size = 16 (overridden by --batch-size)";
   CHECK(overridden);
+  CHECK_FALSE(o.data_per_host);
+  // ShardedByS3Key on several hosts: each host's ranks train on that host's own records.
+  kiln::test::write_text(root / "input/config/inputdataconfig.json",
+                         R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}})");
+  CHECK_FALSE(container_options(root, {}, nullptr).data_per_host);  // one host holds every part
+  kiln::test::write_text(root / "input/config/resourceconfig.json",
+                         R"({"current_host": "algo-2", "hosts": ["algo-1", "algo-2"]})");
+  CHECK(container_options(root, {}, nullptr).data_per_host);
+  kiln::test::write_text(root / "input/config/inputdataconfig.json",
+                         R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}})");
+  CHECK_FALSE(container_options(root, {}, nullptr).data_per_host);
   kiln::test::write_text(root / "input/config/hyperparameters.json", R"({"epochs": "0"})");
   CHECK_THROWS_WITH(container_options(root, {}, nullptr), doctest::Contains("hyperparameter \"epochs\""));
 }
@@ -152,7 +163,7 @@ TEST_CASE("container inputs: training channel, hosts, no Pipe mode; failure file
                          R"({"current_host": "algo-2", "hosts": ["algo-2", "algo-1"], "network_interface_name": "eth0"})");
   kiln::test::write_text(root / "input/config/inputdataconfig.json",
                          R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "ShardedByS3Key"}})");
-  CHECK_THROWS_WITH(read_container_inputs(root), doctest::Contains("FullyReplicated for a job on several hosts"));
+  CHECK(read_container_inputs(root).training_sharded_by_s3_key);  // each host trains on its own part
   kiln::test::write_text(root / "input/config/inputdataconfig.json",
                          R"({"training": {"TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}})");
   in = read_container_inputs(root);
