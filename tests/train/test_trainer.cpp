@@ -1,7 +1,8 @@
 // The training library driven directly, as a data-parallel loop will drive it: the step hooks
 // run in order, after_backward sees every final gradient before SGD applies it (and what it
 // writes is what SGD applies), after_step may replace the batch's metrics; a non-root rank
-// trains on its shard and writes nothing.
+// trains on its shard and writes nothing; training records in parts train as train.bin does,
+// and per-host data takes a host's share of each batch for the steps the ranks agreed on.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -9,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "kiln/data/dataset.h"
+#include "kiln/data/parts.h"
 #include "kiln/data/synth.h"
 #include "kiln/engine/tensor.h"
 #include "kiln/models/argmax.h"
@@ -116,6 +119,59 @@ TEST_CASE("Trainer ranks: rank 1 of 2 trains on its half of each batch and write
   CHECK_FALSE(fs::exists(o.model_dir));
   CHECK_FALSE(fs::exists(o.checkpoint_dir));
   CHECK_THROWS_WITH(Trainer(o, Rank{2, 2}), doctest::Contains("rank in [0, world)"));
+}
+
+TEST_CASE("Trainer: training records in parts train exactly as the train.bin they came from") {
+  kiln::test::TempDir tmp("parts");
+  kiln::data::write_synthetic(tmp.path / "syn", {3, 10, 2, 1});
+  const auto rep = kiln::data::write_train_parts(kiln::data::load_cifar100(tmp.path / "syn"), 3, tmp.path / "shards");
+  TrainOptions a = tiny_options(tmp.path / "syn");
+  a.model_dir = tmp.path / "a";
+  TrainOptions b = tiny_options(rep.training);
+  b.test_data = rep.test;  // the class names come from the test folder
+  b.model_dir = tmp.path / "b";
+  b.data_per_host = true;  // one process: nothing changes
+  CHECK(run_training(a).exit_code == 0);
+  CHECK(run_training(b).exit_code == 0);
+  const std::string wa = kiln::test::read_text(tmp.path / "a/model.safetensors");
+  CHECK(!wa.empty());
+  CHECK_MESSAGE(wa == kiln::test::read_text(tmp.path / "b/model.safetensors"),
+                "training on the parts gave other weights than on train.bin");
+}
+
+TEST_CASE("Trainer per-host data: a host's share of each batch from its own records, for the agreed steps") {
+  kiln::test::TempDir tmp("per-host");
+  kiln::data::write_synthetic(tmp.path / "syn", {3, 20, 2, 1});
+  TrainOptions o = tiny_options(tmp.path / "syn");
+  Rank rank(1, 2);  // rank 1 of 2, alone on host 2: 2 records of each global batch of 4
+  rank.host_ranks = {1};
+  rank.host = 1;
+  rank.hosts = 2;
+  std::vector<int64_t> n, global_n;
+  StepHooks h;
+  h.before_step = [&](const StepInfo& i) {
+    n.push_back(i.batch->n);
+    global_n.push_back(i.global_n);
+  };
+  std::vector<int64_t> asked;
+  h.max_over_ranks = [&](int64_t* v, int count) {  // the other host can take 3 steps and validates 1 record
+    asked.assign(v, v + count);
+    v[0] = std::max<int64_t>(v[0], -3);
+    v[1] = std::max<int64_t>(v[1], 1);
+  };
+  h.reduce_eval = [](EvalResult&) {};
+  o.epochs = 2;
+  TrainOutcome r = run_training(o, rank, h);
+  CHECK(r.exit_code == 0);
+  CHECK(asked == std::vector<int64_t>{-10, 0});  // 20 records / 2 per step here; none held out
+  CHECK(r.global_step == 6);
+  CHECK(n == std::vector<int64_t>(6, 2));
+  CHECK(global_n == std::vector<int64_t>(6, 4));
+  // A host with fewer records than its share of one batch is refused, naming it.
+  o.batch_size = 64;
+  const std::string refused = "host 2 of 2 (rank 1, --data " + o.data.string() +
+                              "): expected at least its share of one global batch: 32 of the 64 records";
+  CHECK_THROWS_WITH(run_training(o, rank, h), doctest::Contains(refused.c_str()));
 }
 
 TEST_CASE("argmax: the first maximum wins ties and a NaN wins outright, as torch.argmax does") {
