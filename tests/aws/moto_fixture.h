@@ -2,7 +2,8 @@
 // signature checking on. INITIAL_NO_AUTH_ACTION_COUNT=3 lets exactly the set-up calls through
 // (create an IAM user, give it an allow-all policy, create its access key: moto_helper.py setup);
 // every later request must carry a valid SigV4 signature for that key. Stopped at exit (and
-// killed with the test program if it dies: PR_SET_PDEATHSIG).
+// killed with the test program if it dies: PR_SET_PDEATHSIG). Started in moto_fixture.cpp, so that
+// nlohmann/json and httplib's client are compiled once, not in every test file.
 #pragma once
 
 #include <fcntl.h>
@@ -10,8 +11,6 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <nlohmann/json.hpp>
 
 #include <chrono>
 #include <memory>
@@ -31,49 +30,14 @@ class MotoServer {
  public:
   std::string url, key, secret, log_path;
 
-  static MotoServer& get() {
-    static MotoServer m(true);
-    return m;
-  }
+  // The signature-checking server, started on first use (one per test program).
+  static MotoServer& get();
   // A second moto_server without signature checks, for requests moto 5 cannot verify although
   // they are right (a '/' in a query value, as in ListObjectsV2 prefix=data/).
-  static MotoServer& unsigned_server() {
-    static MotoServer m(false);
-    return m;
-  }
+  static MotoServer& unsigned_server();
 
  private:
-  explicit MotoServer(bool check_signatures) {
-    int port = free_port();
-    url = "http://127.0.0.1:" + std::to_string(port);
-    log_path = (kiln::test::build_root() / ("moto_server_" + std::to_string(port) + ".log")).string();
-    std::vector<std::pair<std::string, std::string>> env = {
-        {"MOTO_IAM_LOAD_MANAGED_POLICIES", "true"}};  // AWS managed policies for setup-role
-    if (check_signatures) env.emplace_back("INITIAL_NO_AUTH_ACTION_COUNT", "3");
-    proc_ = std::make_unique<kiln::test::ChildProcess>(
-        std::vector<std::string>{"moto_server", "-H", "127.0.0.1", "-p", std::to_string(port)},
-        log_path, env);
-    httplib::Client cli("127.0.0.1", port);
-    cli.set_connection_timeout(0, 200000);
-    // Any answer: the server is up. Up to 30 s.
-    bool up = proc_->wait_until([&] { return static_cast<bool>(cli.Get("/moto-api/data.json")); },
-                                std::chrono::seconds(30));
-    if (!up && proc_->exited())
-      throw std::runtime_error(
-          "moto_server exited at start (is it on PATH? pyenv python with moto 5); log: " + log_path);
-    if (!up) throw std::runtime_error("moto_server did not answer within 30 s; log: " + log_path);
-    if (!check_signatures) {
-      key = "AKIAUNSIGNED00000000";
-      secret = "unsigned";
-      return;
-    }
-    std::string out;
-    int rc = run_capture("python3 " + helper_script() + " setup " + url, out);
-    if (rc != 0) throw std::runtime_error("moto_helper.py setup failed (python3 with boto3 on PATH?): " + out);
-    auto j = nlohmann::json::parse(out);
-    key = j["key"];
-    secret = j["secret"];
-  }
+  explicit MotoServer(bool check_signatures);
   std::unique_ptr<kiln::test::ChildProcess> proc_;  // stopped at exit: SIGTERM, SIGKILL after 5 s
 };
 
