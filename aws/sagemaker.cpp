@@ -37,11 +37,13 @@ json create_training_job_body(const TrainingJobSpec& s) {
   json metrics = json::array();
   for (const auto& [n, re] : s.metric_definitions) metrics.push_back({{"Name", n}, {"Regex", re}});
   json stop = {{"MaxRuntimeInSeconds", s.max_run_s}};
-  auto channel = [](const std::string& name, const std::string& uri) {
+  auto channel = [](const std::string& name, const std::string& uri, bool sharded = false) {
     return json{{"ChannelName", name},
                 {"DataSource",
                  {{"S3DataSource",
-                   {{"S3DataType", "S3Prefix"}, {"S3Uri", uri}, {"S3DataDistributionType", "FullyReplicated"}}}}},
+                   {{"S3DataType", "S3Prefix"},
+                    {"S3Uri", uri},
+                    {"S3DataDistributionType", sharded ? "ShardedByS3Key" : "FullyReplicated"}}}}},
                 {"InputMode", "File"}};
   };
   if (s.spot) stop["MaxWaitTimeInSeconds"] = s.max_wait_s;
@@ -51,7 +53,7 @@ json create_training_job_body(const TrainingJobSpec& s) {
       {"AlgorithmSpecification",
        {{"TrainingImage", s.image_uri}, {"TrainingInputMode", "File"}, {"MetricDefinitions", metrics}}},
       {"HyperParameters", hp},
-      {"InputDataConfig", json::array({channel("training", s.input_s3_uri)})},
+      {"InputDataConfig", json::array({channel("training", s.input_s3_uri, s.input_sharded)})},
       {"OutputDataConfig", {{"S3OutputPath", s.output_s3_uri}}},
       {"ResourceConfig",
        {{"InstanceType", s.instance_type},
@@ -60,6 +62,7 @@ json create_training_job_body(const TrainingJobSpec& s) {
       {"StoppingCondition", stop},
       {"EnableManagedSpotTraining", s.spot},
   };
+  if (!s.test_s3_uri.empty()) b["InputDataConfig"].push_back(channel("test", s.test_s3_uri));
   if (!s.pretrained_s3_uri.empty()) b["InputDataConfig"].push_back(channel("pretrained", s.pretrained_s3_uri));
   if (metrics.empty()) b["AlgorithmSpecification"].erase("MetricDefinitions");
   if (!s.checkpoint_s3_uri.empty())

@@ -20,7 +20,9 @@ struct TrainingJobSpec {
   std::string job_name, role_arn, image_uri;
   std::string instance_type = "ml.c5.9xlarge";
   int64_t instance_count = 1, volume_size_gb = 30;
-  std::string input_s3_uri;   // the "training" channel (S3Prefix, FullyReplicated, File mode)
+  std::string input_s3_uri;   // the "training" channel (S3Prefix, File mode)
+  bool input_sharded = false;  // its S3DataDistributionType: ShardedByS3Key, else FullyReplicated
+  std::string test_s3_uri;     // the "test" channel (FullyReplicated); "" = none
   std::string pretrained_s3_uri;  // the "pretrained" channel (torchvision's weights file); "" = none
   std::string output_s3_uri;  // OutputDataConfig.S3OutputPath: SageMaker writes model.tar.gz there
   std::string checkpoint_s3_uri, checkpoint_local_path = "/opt/ml/checkpoints";  // empty uri: none

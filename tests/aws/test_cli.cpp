@@ -285,6 +285,62 @@ TEST_CASE("kiln sagemaker run: upload, train, deploy, predict, delete against mo
   CHECK_MESSAGE(has(out, "--pretrained: expected imagenet, none or a weights file"), out);
 }
 
+TEST_CASE("kiln sagemaker upload/train --data-distribution sharded: parts as S3 objects, a ShardedByS3Key channel") {
+  SynthData data;
+  ScopedEnv env;
+  FakeRuntime rt(data, "ok");
+  sagemaker_env(env, rt);
+  std::string out;
+  TempDir shards_dir;
+  const std::string shards = (shards_dir / "shards").string();
+  REQUIRE(run_kiln({"s3", "mb", "s3://kiln-e2e"}, out) == 0);
+  REQUIRE_MESSAGE(run_kiln({"data", "shard", "--data", data.dir.path().string(), "--parts", "3", "--out", shards}, out) == 0, out);
+  const std::vector<std::string> sharded = {"--data-dir", shards, "--data-distribution", "sharded",
+                                            "--data-s3-uri", "s3://kiln-e2e/sharded"};
+  auto with = [&](std::vector<std::string> args, const std::string& count) {
+    args.insert(args.end(), sharded.begin(), sharded.end());
+    args.insert(args.end(), {"--train-instance-count", count});
+    return args;
+  };
+  // Fewer parts than instances: refused before anything is uploaded.
+  CHECK(run_kiln(with({"sagemaker", "upload"}, "4"), out) == 1);
+  CHECK_MESSAGE(has(out, "expected at least 4 parts train-KKKKK-of-NNNNN.bin (one per instance), found 3"), out);
+  ClientConfig cfg = kiln_test::moto_client_config(MotoServer::get());
+  CHECK_FALSE(S3Client(cfg).head_object("kiln-e2e", "sharded/training/train-00000-of-00003.bin"));
+
+  CHECK_MESSAGE(run_kiln(with({"sagemaker", "upload"}, "2"), out) == 0, out);
+  CHECK_MESSAGE(has(out, "uploaded 6 files to s3://kiln-e2e/sharded"), out);  // 3 parts, test.bin, names, SYNTHETIC
+  for (const char* p : {"train-00000-of-00003.bin", "train-00001-of-00003.bin", "train-00002-of-00003.bin"})
+    CHECK(S3Client(cfg).get_object("kiln-e2e", std::string("sharded/training/") + p) ==
+          kiln::read_file(std::filesystem::path(shards) / "training" / p));
+  CHECK_MESSAGE(run_kiln(with({"sagemaker", "train", "--no-wait", "--job-name", "kiln-e2e-sharded"}, "2"), out) == 0, out);
+  nlohmann::json job = SageMakerClient(cfg).describe_training_job("kiln-e2e-sharded");
+  std::map<std::string, nlohmann::json> channels;
+  for (const auto& c : job["InputDataConfig"]) channels[c["ChannelName"]] = c["DataSource"]["S3DataSource"];
+  CHECK(channels["training"]["S3Uri"] == "s3://kiln-e2e/sharded/training");
+  CHECK(channels["training"]["S3DataDistributionType"] == "ShardedByS3Key");
+  CHECK(channels["test"]["S3Uri"] == "s3://kiln-e2e/sharded/test");
+  CHECK(channels["test"]["S3DataDistributionType"] == "FullyReplicated");
+  CHECK(job["ResourceConfig"]["InstanceCount"] == 2);
+  // train counts the parts of --data-dir too: 3 for 4 instances is refused before any request.
+  CHECK(run_kiln(with({"sagemaker", "train", "--no-wait", "--job-name", "kiln-e2e-sharded-4"}, "4"), out) == 1);
+  CHECK_MESSAGE(has(out, "/shards/training: expected at least 4 parts"), out);
+  CHECK_THROWS_AS(SageMakerClient(cfg).describe_training_job("kiln-e2e-sharded-4"), AwsError);
+  // The whole run: predict takes its 4 test images from the shards' test/ folder.
+  CHECK_MESSAGE(run_kiln(with({"sagemaker", "run", "--job-name", "kiln-e2e-sharded-run", "--poll-seconds", "0.05"}, "2"),
+                         out) == 0, out);
+  for (int i = 0; i < 4; ++i)
+    CHECK_MESSAGE(has(out, "image " + std::to_string(i) + ": predicted " +
+                               data.names[static_cast<size_t>(data.labels[static_cast<size_t>(i)])]), out);
+  CHECK(rt.requests == 1);
+  CHECK_MESSAGE(rt.problems.empty(), rt.problems.size() << " problems, first: " << (rt.problems.empty() ? "" : rt.problems[0]));
+  // The default stays FullyReplicated, one training channel at the data URI.
+  CHECK(create_training_job_body(TrainingJobSpec{})["InputDataConfig"][0]["DataSource"]["S3DataSource"]
+            ["S3DataDistributionType"] == "FullyReplicated");
+  CHECK(run_kiln({"sagemaker", "train", "--no-wait", "--data-distribution", "some"}, out) == 1);
+  CHECK_MESSAGE(has(out, "--data-distribution: expected replicated or sharded"), out);
+}
+
 TEST_CASE("kiln sagemaker run deletes the endpoint when predict fails") {
   SynthData data;
   FakeRuntime rt(data, "fail");

@@ -90,7 +90,10 @@ void step_deploy(Session& s, std::string model_data) {
 // batch 4, not shuffled), normalized, sent as application/x-npy float32 (4,3,32,32).
 int step_predict(Session& s) {
   need(s.endpoint, "--endpoint-name", "predict");
-  kiln::data::Cifar100 ds = kiln::data::load_cifar100(s.data_dir);
+  // `kiln data shard`'s output (--data-distribution sharded) keeps the test half in test/.
+  const fs::path shard_test = fs::path(s.data_dir) / "test";
+  const bool shards = kiln::data::find_cifar100(s.data_dir).empty() && fs::is_directory(shard_test);
+  kiln::data::Cifar100 ds = kiln::data::load_cifar100(shards ? shard_test : fs::path(s.data_dir));
   const kiln::data::Dataset& test = ds.test;
   const int64_t n = 4;
   if (test.size() < n) kiln::fail("test set in " + s.data_dir, "at least 4 images", std::to_string(test.size()));

@@ -14,6 +14,7 @@
 #include "kiln/aws/sts.h"
 #include "kiln/aws/transfer.h"
 #include "kiln/core/error.h"
+#include "kiln/data/parts.h"
 #include "kiln/data/pretrained.h"
 #include "tools/sagemaker/common.h"
 
@@ -148,12 +149,45 @@ int step_check(Session& s) {
   return problems ? 1 : 0;
 }
 
+namespace {
+
+// --data-distribution: false for replicated (FullyReplicated), true for sharded (ShardedByS3Key).
+bool sharded_data(const Session& s) {
+  const std::string v = s.args->get_or("--data-distribution", "replicated");
+  if (v != "replicated" && v != "sharded") kiln::fail("--data-distribution", "replicated or sharded", "'" + v + "'");
+  return v == "sharded";
+}
+
+// A ShardedByS3Key job needs at least one part (S3 object) per instance: a host with none would
+// have no training records.
+void check_part_count(int64_t parts, int64_t instances, const std::string& where) {
+  if (parts < instances)
+    kiln::fail("--data-distribution sharded: " + where,
+               "at least " + std::to_string(instances) + " parts train-KKKKK-of-NNNNN.bin (one per instance)",
+               std::to_string(parts), "kiln data shard --data DATA --parts N --out DIR (N >= --train-instance-count), "
+                                      "then --data-dir DIR");
+}
+
+// --data-dir as `kiln data shard` writes it: training/ with at least one part per instance, test/.
+void check_sharded_dir(const Session& s, int64_t instances) {
+  const fs::path dir = s.data_dir;
+  check_part_count(static_cast<int64_t>(kiln::data::find_train_parts(dir / "training").size()), instances,
+                   (dir / "training").string());
+  if (!fs::is_directory(dir / "test"))
+    kiln::fail("--data-distribution sharded: " + (dir / "test").string(),
+               "the test channel's folder (test.bin, fine_label_names.txt)", "no such folder",
+               "kiln data shard writes DIR/training and DIR/test");
+}
+
+}  // namespace
+
 std::string step_upload(Session& s) {
   if (s.data_s3.empty()) use_bucket(s);
   std::string dst = s.data_s3.empty() ? s.s3_base() + "/data/cifar100" : s.data_s3;
   if (!fs::is_directory(s.data_dir))
     throw kiln::Error("kiln sagemaker upload: " + s.data_dir + " is not a directory",
                       "pass --data-dir with the CIFAR-100 files (kiln download cifar100 --dir data)");
+  if (sharded_data(s)) check_sharded_dir(s, s.args->get_int("--train-instance-count"));
   S3Client s3(s.cfg);
   TransferOptions t;
   t.recursive = true;
@@ -174,6 +208,11 @@ TrainingJobSpec training_spec(Session& s, const std::string& data_s3) {
     kiln::fail("--train-instance-count", "1 to 100 instances", a.get("--train-instance-count"));
   t.volume_size_gb = a.get_int("--volume-gb");
   t.input_s3_uri = data_s3;
+  if (sharded_data(s)) {  // `kiln data shard`'s layout under the data URI
+    t.input_s3_uri = data_s3 + "/training";
+    t.input_sharded = true;
+    t.test_s3_uri = data_s3 + "/test";
+  }
   t.output_s3_uri = s.output_s3();
   t.checkpoint_s3_uri = s.s3_base() + "/checkpoints/" + s.job;
   t.spot = parse_bool(a.get("--spot"), "--spot");
@@ -290,6 +329,7 @@ std::string step_train(Session& s, const std::string& data_s3_in) {
   std::string data_s3 = data_s3_in.empty() ? (s.data_s3.empty() ? s.s3_base() + "/data/cifar100" : s.data_s3) : data_s3_in;
   SageMakerClient sm(s.cfg);
   TrainingJobSpec spec = training_spec(s, data_s3);
+  if (spec.input_sharded) check_sharded_dir(s, spec.instance_count);  // what upload sent (or will)
   spec.pretrained_s3_uri = pretrained_channel(s, spec);
   std::string arn;
   try {

@@ -68,6 +68,7 @@ const Opt kOptions[] = {
     {"pretrained", "imagenet|none", "start from torchvision's ImageNet weights for the arch, uploaded once as the job's `pretrained` channel (the notebook's create_model()); none: random initialisation", "imagenet"},
     {"hyperparameters", "K=V,...", "more hyperparameters for kiln train (option names)", ""},
     {"data-dir", "DIR", "local CIFAR-100 directory (upload source; test images for predict)", "data"},
+    {"data-distribution", "replicated|sharded", "the training channel's S3DataDistributionType: FullyReplicated, or ShardedByS3Key (--data-dir is `kiln data shard`'s output: its training/ parts, one S3 object each and at least one per instance, become the training channel, its test/ the test channel)", "replicated"},
     {"data-s3-uri", "URI", "where the data goes (default s3://BUCKET/PREFIX/data/cifar100)", ""},
     {"model-data", "URI", "model.tar.gz for deploy (default: the training job's artifact)", ""},
     {"poll-seconds", "S", "first wait between status polls (grows 1.5x up to 60 s); training logs are read this often", "5"},
