@@ -7,8 +7,11 @@
 #      includes comes from the installed prefix or the C/C++ standard libraries (dpkg says which
 #      package owns each file: libc6-dev, libstdc++-12-dev, linux-libc-dev, libgcc-12-dev);
 #   3. the version: headers, library and kiln.pc all say meson's project version;
-#   4. tools/examples/embed_resnet.cpp built out of the tree with pkg-config (shared and static)
-#      and with a CMake project, each run and its output compared with the in-tree example's.
+#   4. libkiln.so exports kiln's own names only (kiln.map): no httplib::, nlohmann::, dnnl:: or
+#      std:: symbols, but the API (kiln::models::load_resnet) and kiln's typeinfo;
+#   5. tools/examples/embed_resnet.cpp built out of the tree with pkg-config (shared and static)
+#      and with CMake (kiln::kiln and kiln::kiln_static), each run and its output compared with
+#      the in-tree example's, and each made to catch a kiln::IoError thrown inside the library.
 # usage: check_install.sh BUILD_ROOT SOURCE_ROOT VERSION SOVERSION IN_TREE_EXAMPLE [INTERNAL_HEADER...]
 set -euo pipefail
 build=$1 src=$2 version=$3 soversion=$4 in_tree_example=$5
@@ -43,6 +46,19 @@ done
 soname=$(readelf -d "$lib/libkiln.so.$version" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$soname" = "libkiln.so.$soversion" ] || fail "soname is '$soname', expected libkiln.so.$soversion"
 "$bin/kiln" version | grep -qx "kiln $version" || fail "installed kiln version: $("$bin/kiln" version)"
+
+step "libkiln.so exports kiln's API only"
+# Demangled, without address and type: "kiln::...", "typeinfo for kiln::...", "vtable for kiln::...".
+nm -D --defined-only -C "$lib/libkiln.so.$version" | cut -d' ' -f3- >"$tmp/exports.txt"
+foreign=$(grep -E '(^|[ <,(])(httplib|nlohmann|dnnl)::' "$tmp/exports.txt" | grep -v '^kiln::' | head -5 || true)
+[ -z "$foreign" ] || fail "libkiln.so exports other libraries' symbols (kiln.map): $foreign"
+not_kiln=$(grep -Ev '^((typeinfo|typeinfo name|vtable|VTT|construction vtable|guard variable|TLS init function|TLS wrapper function) for |(non-virtual |virtual |covariant return )thunk to )?kiln::' "$tmp/exports.txt" | head -5 || true)
+[ -z "$not_kiln" ] || fail "libkiln.so exports names outside kiln:: (kiln.map): $not_kiln"
+for sym in 'kiln::models::load_resnet(std::filesystem::__cxx11::path const&, kiln::models::LoadResNetOptions const&)' \
+           'typeinfo for kiln::IoError' 'typeinfo for kiln::FormatError' 'vtable for kiln::models::ResNet'; do
+  grep -qxF "$sym" "$tmp/exports.txt" || fail "libkiln.so does not export $sym"
+done
+echo "$(wc -l <"$tmp/exports.txt") symbols exported, all kiln::"
 
 step "public and internal headers"
 # Every header of a library folder is installed as kiln/<folder>/<file>.h or is internal.
@@ -117,7 +133,13 @@ check_example() {  # binary, how it was built, "shared"|"static"
   fi
   "$exe" >"$tmp/got.txt" 2>"$tmp/got.err" || { cat "$tmp/got.err"; fail "$how: the example failed"; }
   diff "$tmp/expected.txt" "$tmp/got.txt" || fail "$how: output differs from the in-tree example's"
-  echo "$how: same output as the in-tree example ($(wc -l <"$tmp/got.txt") lines)"
+  # A kiln::IoError thrown inside libkiln is caught by type in the program: exit 2, the example's
+  # IoError handler (1 would be its kiln::Error one, 134 std::terminate).
+  local rc=0
+  "$exe" "$tmp/absent.pth" 1 >"$tmp/got.txt" 2>"$tmp/got.err" || rc=$?
+  [ "$rc" = 2 ] && grep -q "absent.pth" "$tmp/got.err" ||
+    fail "$how: a missing weights file gave exit $rc, expected 2 (kiln::IoError caught): $(cat "$tmp/got.err")"
+  echo "$how: same output as the in-tree example ($(wc -l <"$tmp/expected.txt") lines); kiln::IoError caught"
 }
 example=$src/tools/examples/embed_resnet.cpp
 
@@ -145,5 +167,24 @@ grep -qx "kiln_DIR:PATH=$lib/cmake/kiln" "$tmp/cmake-build/CMakeCache.txt" ||
   fail "CMake found another kiln: $(grep kiln_DIR "$tmp/cmake-build/CMakeCache.txt")"
 cmake --build "$tmp/cmake-build" >"$tmp/cmake-build.log" 2>&1 || { cat "$tmp/cmake-build.log"; fail "cmake build"; }
 unset LD_LIBRARY_PATH  # CMake's build tree has an rpath to the library it linked
-check_example "$tmp/cmake-build/app" "CMake" shared
+check_example "$tmp/cmake-build/app" "CMake (kiln::kiln)" shared
+
+step "embed_resnet with CMake (find_package(kiln), kiln::kiln_static)"
+mkdir -p "$tmp/cmake-static-app"
+cp "$example" "$tmp/cmake-static-app/app.cpp"
+cat >"$tmp/cmake-static-app/CMakeLists.txt" <<'EOF'
+cmake_minimum_required(VERSION 3.20)
+project(app CXX)
+find_package(kiln 0.1 REQUIRED)
+if(NOT TARGET kiln::kiln_static)
+  message(FATAL_ERROR "no kiln::kiln_static; missing: ${kiln_STATIC_MISSING}")
+endif()
+add_executable(app app.cpp)
+target_link_libraries(app PRIVATE kiln::kiln_static)
+EOF
+cmake -S "$tmp/cmake-static-app" -B "$tmp/cmake-static-build" -DCMAKE_PREFIX_PATH="$root" >"$tmp/cmake.log" 2>&1 ||
+  { cat "$tmp/cmake.log"; fail "cmake configure (kiln::kiln_static)"; }
+cmake --build "$tmp/cmake-static-build" >"$tmp/cmake-build.log" 2>&1 ||
+  { cat "$tmp/cmake-build.log"; fail "cmake build (kiln::kiln_static)"; }
+check_example "$tmp/cmake-static-build/app" "CMake (kiln::kiln_static)" static
 echo "check_install: all checks passed"
