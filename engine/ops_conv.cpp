@@ -22,6 +22,7 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <tuple>
 
 #include "kiln/core/error.h"
 #include "kiln/engine/dnnl_ctx.h"
@@ -62,6 +63,10 @@ struct SmallConvPlan {
   // For each (input position, output position) pair, the tap kh*K+kw that joins them.
   std::vector<int32_t> tap;      // [(h*W + w) * OH*OW + oh*OW + ow]
   memory::desc src_md, dst_md;
+  // What M's content depends on besides the weight: the activation layout (which orders each
+  // sample's (c, h, w)) and the geometry. Two plans with equal keys build the same M whatever
+  // their batch size; M is cached per key, never by its (rows, cols) shape alone.
+  uint64_t form = 0;
 };
 
 struct ConvSaved {
@@ -162,6 +167,11 @@ std::shared_ptr<SmallConvPlan> small_plan(const Tensor& x, const Tensor& w, bool
                 static_cast<int32_t>((h - oh * stride + padding) * K + (ww - ow * stride + padding));
     p->src_md = xmd;
     p->dst_md = memory::desc({N, OC, OH, OW}, f32, tag_of(block, nhwc));
+    // block (1/8/16) and nhwc; H, W <= 4; stride and padding < K <= 64 (checked above: every
+    // pair is joined by a tap). Never 0 (0 marks plain layout copies).
+    p->form = ((((static_cast<uint64_t>(block) * 2 + (nhwc ? 1 : 0)) * 8 + static_cast<uint64_t>(H)) * 8 +
+                static_cast<uint64_t>(W)) * 256 + static_cast<uint64_t>(stride)) * 256 +
+              static_cast<uint64_t>(padding) + 1;
     return p;
   });
 }
@@ -206,11 +216,11 @@ Tensor weight_matrix(const SmallConvPlan& p, const Tensor& weight, const Tensor&
   const memory::desc md = plain_md({p.rows, p.cols});
   TensorImpl::Derived* d = nullptr;
   for (auto& e : wi.derived)
-    if (e.md == md) d = &e;
+    if (e.md == md && e.form == p.form) d = &e;
   const uint64_t version = wi.version;  // a plain derived copy (plain_w) follows the same version
   if (d && d->version == version) return d->copy;
   if (!d) {
-    wi.derived.push_back({md, make_tensor({p.rows, p.cols}, md, weight.name() + ".small_m"), version + 1});
+    wi.derived.push_back({md, make_tensor({p.rows, p.cols}, md, weight.name() + ".small_m"), version + 1, p.form});
     d = &wi.derived.back();
   }
   fill_m(p, plain_w.impl()->data, d->copy.impl()->data);
@@ -450,7 +460,8 @@ struct FoldedBn {
   std::array<const TensorImpl*, 4> bn{};
   std::array<uint64_t, 5> versions{};
   Tensor bias;                                          // (OC) plain: beta - mean * scale
-  std::vector<std::pair<dnnl::memory::desc, Tensor>> forms;  // folded weights per layout (or small-map M)
+  // Folded weights per layout, or per small-map plan's key (SmallConvPlan::form; 0 = a layout).
+  std::vector<std::tuple<dnnl::memory::desc, uint64_t, Tensor>> forms;
 };
 
 }  // namespace kiln
@@ -488,8 +499,9 @@ FoldedBn& folded_state(const Tensor& weight, const BatchNormRef& bn) {
 // The folded weights in layout md (small path: its matrix M, from plan p), made on first use.
 Tensor folded_form(const Tensor& weight, const BatchNormRef& bn, FoldedBn& f, const memory::desc& md,
                    const SmallConvPlan* p) {
-  for (auto& [fmd, t] : f.forms)
-    if (fmd == md) return t;
+  const uint64_t key = p ? p->form : 0;
+  for (auto& [fmd, fkey, t] : f.forms)
+    if (fmd == md && fkey == key) return t;
   // Plain weights scaled per output channel, then moved into the layout wanted.
   Tensor plain = weight.is_plain() ? weight : reordered(weight, plain_md(weight.shape()));
   Tensor scaled = make_tensor(weight.shape(), plain_md(weight.shape()), weight.name() + ".folded");
@@ -509,7 +521,7 @@ Tensor folded_form(const Tensor& weight, const BatchNormRef& bn, FoldedBn& f, co
   } else {
     form = md == scaled.impl()->md ? scaled : reordered(scaled, md);
   }
-  f.forms.emplace_back(md, form);
+  f.forms.emplace_back(md, key, form);
   return form;
 }
 

@@ -109,7 +109,7 @@ Tensor cached_layout(const Tensor& t, const memory::desc& md) {
   TensorImpl* impl = t.impl();
   if (impl->md == md) return t;
   for (auto& d : impl->derived) {
-    if (d.md != md) continue;
+    if (d.md != md || d.form != 0) continue;
     if (d.version != impl->version) {
       reorder_into(t, d.copy);
       count_reorder();

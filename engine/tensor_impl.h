@@ -42,6 +42,10 @@ struct TensorImpl {
     dnnl::memory::desc md;
     Tensor copy;
     uint64_t version;
+    // 0: the same tensor in layout md (cached_layout). Otherwise a matrix made from it whose
+    // content md alone does not determine (the small-map path's M, which depends on the
+    // activation layout and the geometry): its maker's key.
+    uint64_t form = 0;
   };
   std::vector<Derived> derived;
   // Inference only: this convolution weight with the batch norm that follows it folded in, in

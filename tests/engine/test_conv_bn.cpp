@@ -9,6 +9,7 @@
 
 #include "kiln/engine/ops.h"
 #include "kiln/engine/tensor.h"
+#include "kiln/engine/tensor_impl.h"
 #include "kiln/models/resnet.h"
 
 using namespace kiln;
@@ -192,4 +193,37 @@ TEST_CASE("eval after a training forward without an SGD step: the small-map path
     scale = std::fmax(scale, std::fabs(b[i]));
   }
   CHECK_MESSAGE(worst <= 1e-4 * (1 + scale), "max |small - padded| = ", worst, " of ", scale);
+}
+
+TEST_CASE("small-map path: one weight used with inputs in different layouts gives each its own matrix") {
+  // The small-map matrix M permutes rows and columns by the activation layout (nchw, nhwc,
+  // nChw8c, nChw16c); a weight whose version has not moved must still get the matrix of the
+  // layout at hand. Seen wrong: eval right after a training forward, when the input came in
+  // another layout than in training.
+  for (bool fused : {false, true}) {
+    CAPTURE(fused);
+    const Case c{16, 32, 32, 2, 3, 1, 1};  // 2x2 maps: each layout orders (c, h, w) differently
+    Params p = params(c);
+    Tensor plain = make({c.n, c.ic, 2, 2}, 9, -1.0f, 1.0f, "t.x");
+    std::vector<Tensor> xs{plain};
+    for (auto tag : {dnnl::memory::format_tag::nChw16c, dnnl::memory::format_tag::nhwc,
+                     dnnl::memory::format_tag::nChw8c})
+      xs.push_back(reordered(plain, dnnl::memory::desc({c.n, c.ic, 2, 2}, dnnl::memory::data_type::f32, tag)));
+    NoGrad no_grad;
+    ops::set_conv_path(ops::ConvPath::padded);
+    Tensor want = fused ? ops::conv2d_bn(plain, p.w, c.stride, c.pad, {p.g, p.b, p.mean, p.var, 0.1, 1e-5}, false,
+                                         true, Tensor())
+                        : ops::conv2d(plain, p.w, Tensor(), c.stride, c.pad);
+    ops::set_conv_path(ops::ConvPath::automatic);
+    const int64_t before = engine_stats().small_convs;
+    for (int round = 0; round < 2; ++round)
+      for (const Tensor& x : xs) {
+        CAPTURE(x.layout_str());
+        Tensor got = fused ? ops::conv2d_bn(x, p.w, c.stride, c.pad, {p.g, p.b, p.mean, p.var, 0.1, 1e-5}, false,
+                                            true, Tensor())
+                           : ops::conv2d(x, p.w, Tensor(), c.stride, c.pad);
+        check_close(got, want);
+      }
+    CHECK(engine_stats().small_convs - before == 8);  // every call took the small-map path
+  }
 }
