@@ -27,8 +27,10 @@ WeightsFormat detect_weights_format(const std::filesystem::path& path) {
   std::streamsize n = in.gcount();
   if (n >= 4 && std::string_view(head, 4) == "PK\x03\x04") return WeightsFormat::pth;
   if (n >= 6 && std::string_view(head, 6) == "\x93NUMPY") return WeightsFormat::npy;
-  if (n >= 1 && static_cast<unsigned char>(head[0]) == 0x80) return WeightsFormat::pth;  // legacy: parse_pth explains
+  // Byte 8 before byte 0: a safetensors header length may begin with any byte (0x80 included),
+  // while byte 8 is '{' in every safetensors file and in no legacy pickle (0xf9 there).
   if (n == 9 && head[8] == '{') return WeightsFormat::safetensors;
+  if (n >= 1 && static_cast<unsigned char>(head[0]) == 0x80) return WeightsFormat::pth;  // legacy: parse_pth explains
   fail(path.string(), "a .pth (torch.save zip), .safetensors or .npy file", "unrecognised contents");
 }
 

@@ -3,7 +3,9 @@
 
 #include "fixtures.h"
 #include "kiln/io/bytes.h"
+#include "kiln/core/atomic_file.h"
 #include "kiln/io/safetensors.h"
+#include "kiln/io/weights.h"
 
 using namespace kiln::io;
 
@@ -68,4 +70,27 @@ TEST_CASE("safetensors headers that lie are rejected with the field named") {
   kiln::io::detail::append_le<uint64_t>(huge, uint64_t(1) << 62);
   rejects(huge + "{}", "header length");
   rejects("abc", "8-byte header length");
+}
+
+TEST_CASE("read_weights knows a safetensors file by its '{' whatever its header length's first byte") {
+  // The first 8 bytes are the header length, little-endian: its low byte may be 0x80 (the
+  // first byte of a legacy torch.save pickle) or anything else; byte 8 is '{' in every
+  // safetensors file and in no .pth (zip: compression method; legacy pickle: 0xf9).
+  StateDict sd = {arr("w", DType::f32, {3})};
+  kiln::test::TempDir dir("safetensors_detect");
+  int seen = 0;
+  for (size_t pad = 0; pad < 512; pad += 8) {
+    std::string enc = encode_safetensors(sd, {{"note", std::string(pad, 'x')}});
+    const auto low = static_cast<unsigned char>(enc[0]);
+    if (low != 0x80 && low != 'P') continue;
+    ++seen;
+    CAPTURE(static_cast<int>(low));
+    const auto path = dir / ("w" + std::to_string(pad) + ".safetensors");
+    kiln::write_file_atomic(path, enc);
+    CHECK(detect_weights_format(path) == WeightsFormat::safetensors);
+    StateDict back = read_weights(path);
+    REQUIRE(back.size() == 1);
+    CHECK(back[0].bytes == sd[0].bytes);
+  }
+  CHECK(seen >= 2);  // lengths step by 8: 0x80 and 0x50 each come round in 256 bytes of padding
 }
