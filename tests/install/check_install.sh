@@ -45,7 +45,8 @@ for l in "libkiln.so.$soversion" libkiln.so; do
 done
 soname=$(readelf -d "$lib/libkiln.so.$version" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p')
 [ "$soname" = "libkiln.so.$soversion" ] || fail "soname is '$soname', expected libkiln.so.$soversion"
-"$bin/kiln" version | grep -qx "kiln $version" || fail "installed kiln version: $("$bin/kiln" version)"
+installed_version=$("$bin/kiln" version)
+[ "$installed_version" = "kiln $version" ] || fail "installed kiln version: '$installed_version', expected 'kiln $version'"
 
 step "libkiln.so exports kiln's API only"
 # Demangled, without address and type: "kiln::...", "typeinfo for kiln::...", "vtable for kiln::...".
@@ -125,9 +126,13 @@ export LD_LIBRARY_PATH=$lib
 grep -q loss "$tmp/expected.txt" || fail "the in-tree example printed no loss: $(cat "$tmp/expected.txt")"
 check_example() {  # binary, how it was built, "shared"|"static"
   local exe=$1 how=$2 kind=$3
-  if readelf -d "$exe" | grep -q "NEEDED.*\[libkiln.so.$soversion\]"; then
+  # Outputs captured first: with pipefail, `ldd | grep -q` fails when grep's early exit kills ldd
+  # with SIGPIPE (seen once).
+  local dynamic deps
+  dynamic=$(readelf -d "$exe") deps=$(ldd "$exe")
+  if grep -q "NEEDED.*\[libkiln.so.$soversion\]" <<<"$dynamic"; then
     [ "$kind" = shared ] || fail "$how: linked libkiln.so, expected libkiln.a"
-    ldd "$exe" | grep -q "libkiln.so.$soversion => $lib/" || fail "$how: libkiln.so not from the install: $(ldd "$exe" | grep kiln)"
+    grep -q "libkiln.so.$soversion => $lib/" <<<"$deps" || fail "$how: libkiln.so not from the install: $(grep kiln <<<"$deps")"
   else
     [ "$kind" = static ] || fail "$how: does not link libkiln.so.$soversion"
   fi
