@@ -214,8 +214,13 @@ void Trainer::setup() {
   m.eval_cfg.shard_rank = 0;  // every rank evaluates the whole set (replicas are identical)
   m.eval_cfg.shard_count = 1;
 
+  // With --weights or --pretrained every weight comes from a file (a checkpoint when resuming,
+  // else that file; pretrained's new head is initialised by load_state_dict from the seed, as
+  // the constructor would), so the random initialisation is skipped.
+  const bool weights_from_file = !opt.weights.empty() || !opt.pretrained.empty();
   m.clf = std::make_unique<models::Classifier>(models::ResNetConfig{opt.arch, m.num_classes}, opt.seed,
-                                               SgdConfig{opt.lr, opt.momentum, opt.weight_decay});
+                                               SgdConfig{opt.lr, opt.momentum, opt.weight_decay},
+                                               /*init=*/!weights_from_file);
   m.num_params = m.clf->net().named_parameters().size();
   if (!m.rank.per_host()) m.steps_per_epoch = m.train_loader->batches_per_epoch();
   m.total_steps = opt.epochs * m.steps_per_epoch;
