@@ -26,14 +26,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const auto& fn) {
-  try {
-    fn();
-  } catch (const kiln::Error& e) {
-    return e.full_message();
-  }
-  return "(no error)";
-}
+using kiln::test::error_of;
 
 // Everything the download tests share: archives and a running HTTPS server.
 struct Fixture {

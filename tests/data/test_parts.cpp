@@ -18,14 +18,7 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string error_of(const auto& fn) {
-  try {
-    fn();
-  } catch (const kiln::Error& e) {
-    return e.full_message();
-  }
-  return "(no error)";
-}
+using kiln::test::error_of;
 
 bool same_records(const Dataset& a, int64_t a_begin, const Dataset& b, int64_t b_begin, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {

@@ -27,14 +27,7 @@ fs::path make_fixture(const kt::TempDir& d, int ntrain, int ntest, const std::st
   return d.path;
 }
 
-std::string error_of(const auto& fn) {
-  try {
-    fn();
-  } catch (const kiln::Error& e) {
-    return e.full_message();
-  }
-  return "(no error)";
-}
+using kiln::test::error_of;
 
 void check_same(const Dataset& a, const Dataset& b) {
   CHECK(a.labels == b.labels);

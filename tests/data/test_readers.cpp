@@ -32,14 +32,7 @@ std::string names(int classes) {
   return s + "\n";
 }
 
-std::string error_of(const auto& fn) {
-  try {
-    fn();
-  } catch (const kiln::Error& e) {
-    return e.full_message();
-  }
-  return "(no error)";
-}
+using kiln::test::error_of;
 
 }  // namespace
 

@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "kiln/core/error.h"
+
 namespace kiln::test {
 
 // A fresh directory under the system's temporary folder, "kiln-<tag>-XXXXXX", removed with
@@ -60,6 +62,17 @@ std::string read_bytes(const std::filesystem::path& p);
 std::string read_text(const std::filesystem::path& p);
 // Creates the parent folders; throws std::runtime_error naming a file it cannot write.
 void write_text(const std::filesystem::path& p, const std::string& text);
+
+// The full message of the kiln::Error that fn() throws, or "(no error)" when it throws none
+// (other exceptions pass through).
+std::string error_of(const auto& fn) {
+  try {
+    fn();
+  } catch (const kiln::Error& e) {
+    return e.full_message();
+  }
+  return "(no error)";
+}
 
 // A TCP port on 127.0.0.1 that nothing listened on a moment ago (the kernel's choice).
 int free_port();
